@@ -1,2 +1,4 @@
 pub mod error;
+pub mod kv;
+pub mod storage;
 pub mod pb;

@@ -1,0 +1,168 @@
+//! Applying commands to a table's keyspace (etcd `mvcc/kvstore_txn.go`
+//! `storeTxnWrite` and `etcdserver/apply.go`).
+//!
+//! [`TxnWrite`] is one write request in progress: it starts at the store
+//! revision `begin`, every change gets sub-revision `changes`, reads see the
+//! request's own earlier changes, and the store revision moves to `begin + 1`
+//! only if something changed. [`apply`] is deterministic; an etcd error is a
+//! result, and only storage failures are `Err`.
+
+use super::command::{Applied, Command, CommandResult};
+use super::range::{self, KeyRange};
+use super::{txn, MvccWrite, RevisionState};
+use crate::error::{EtcdError, Result};
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader,
+};
+use crate::pb::mvccpb::KeyValue;
+
+/// Applies one command. The caller commits or aborts the surrounding storage
+/// transaction; a `Txn` that fails must be rolled back by the caller, since it
+/// may fail after some of its writes (see [`needs_rollback_scope`]).
+pub fn apply(store: &mut dyn MvccWrite, cmd: &Command) -> Result<CommandResult> {
+    let mut w = TxnWrite::begin(store)?;
+    let result = match cmd {
+        Command::Put(req) => w.standalone_put(req).map(|r| r.map(Applied::Put)),
+        Command::DeleteRange(req) => w.delete_range(req).map(|r| Ok(Applied::DeleteRange(r))),
+        Command::Txn(req) => txn::apply_txn(&mut w, req).map(|r| r.map(Applied::Txn)),
+        Command::Compact(req) => w.compact(req).map(|r| r.map(Applied::Compact)),
+    }?;
+    if result.is_ok() {
+        w.finish()?;
+    }
+    Ok(result)
+}
+
+/// Commands that can fail after writing, so the caller must run them in a
+/// scope it can roll back.
+pub fn needs_rollback_scope(cmd: &Command) -> bool {
+    matches!(cmd, Command::Txn(_))
+}
+
+/// One write request in progress.
+pub struct TxnWrite<'a> {
+    store: &'a mut dyn MvccWrite,
+    begin: RevisionState,
+    changes: i64,
+}
+
+impl<'a> TxnWrite<'a> {
+    pub fn begin(store: &'a mut dyn MvccWrite) -> Result<TxnWrite<'a>> {
+        let begin = store.revision_state()?;
+        Ok(TxnWrite { store, begin, changes: 0 })
+    }
+
+    /// The state before this request.
+    pub fn begin_state(&self) -> RevisionState {
+        self.begin
+    }
+
+    /// The revision reads see: the request's own revision once it changed something.
+    pub fn view_rev(&self) -> i64 {
+        self.begin.current + i64::from(self.changes > 0)
+    }
+
+    fn write_rev(&self) -> i64 {
+        self.begin.current + 1
+    }
+
+    /// The header revision of the whole request.
+    pub fn header_rev(&self) -> i64 {
+        self.view_rev()
+    }
+
+    pub fn store(&self) -> &dyn MvccWrite {
+        &*self.store
+    }
+
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        range::range(&*self.store, req, self.view_rev(), self.begin.compacted)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.store.get(key, self.view_rev())
+    }
+
+    /// A Put outside a txn: the lease is checked first (etcd `applyPut`).
+    fn standalone_put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
+        if req.lease != 0 {
+            return Ok(Err(EtcdError::LeaseNotFound));
+        }
+        self.put(req)
+    }
+
+    /// A Put inside a write request. Leases are not granted by this table
+    /// yet, so any lease id is unknown.
+    pub fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
+        let existing = self.get(&req.key)?;
+        if (req.ignore_value || req.ignore_lease) && existing.is_none() {
+            return Ok(Err(EtcdError::KeyNotFound));
+        }
+        let (value, lease) = match &existing {
+            Some(p) => (
+                if req.ignore_value { p.value.clone() } else { req.value.clone() },
+                if req.ignore_lease { p.lease } else { req.lease },
+            ),
+            None => (req.value.clone(), req.lease),
+        };
+        if lease != 0 {
+            return Ok(Err(EtcdError::LeaseNotFound));
+        }
+        let rev = self.write_rev();
+        let (create_revision, version) = match &existing {
+            Some(kv) => (kv.create_revision, kv.version + 1),
+            None => (rev, 1),
+        };
+        let kv = KeyValue { key: req.key.clone(), create_revision, mod_revision: rev, version, value, lease };
+        self.store.put(&kv, self.changes)?;
+        self.changes += 1;
+        Ok(Ok(PutResponse {
+            header: Some(ResponseHeader { revision: rev, ..Default::default() }),
+            prev_kv: if req.prev_kv { existing } else { None },
+        }))
+    }
+
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let keys = KeyRange::new(&req.key, &req.range_end);
+        let mut victims = Vec::new();
+        if !keys.is_empty() {
+            self.store.scan(&keys, self.view_rev(), &mut |kv| {
+                victims.push(kv);
+                true
+            })?;
+        }
+        let rev = self.write_rev();
+        for kv in &victims {
+            self.store.tombstone(&kv.key, rev, self.changes)?;
+            self.changes += 1;
+        }
+        Ok(DeleteRangeResponse {
+            header: Some(ResponseHeader { revision: self.view_rev(), ..Default::default() }),
+            deleted: victims.len() as i64,
+            prev_kvs: if req.prev_kv { victims } else { Vec::new() },
+        })
+    }
+
+    fn compact(&mut self, req: &CompactionRequest) -> Result<Result<CompactionResponse, EtcdError>> {
+        let state = self.begin;
+        if req.revision <= state.compacted {
+            return Ok(Err(EtcdError::Compacted));
+        }
+        if req.revision > state.current {
+            return Ok(Err(EtcdError::FutureRev));
+        }
+        self.store.compact(state.compacted, req.revision)?;
+        self.store.set_revision_state(RevisionState { compacted: req.revision, ..state })?;
+        self.begin.compacted = req.revision;
+        Ok(Ok(CompactionResponse { header: Some(ResponseHeader { revision: state.current, ..Default::default() }) }))
+    }
+
+    /// Moves the store revision if this request changed anything.
+    fn finish(self) -> Result<()> {
+        if self.changes > 0 {
+            self.store.set_revision_state(RevisionState { current: self.write_rev(), ..self.begin })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! The logical commands that travel through a table's Raft log (and, later,
+//! to follower clusters), and their results.
+//!
+//! A command is etcd's own request message; its result is etcd's response or
+//! a deterministic [`EtcdError`]. Both are part of the replicated log format.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EtcdError;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    TxnRequest, TxnResponse,
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Put(_) => "put",
+            Command::DeleteRange(_) => "delete_range",
+            Command::Txn(_) => "txn",
+            Command::Compact(_) => "compact",
+        }
+    }
+}
+
+/// What applying one log entry produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+    /// Blank and membership entries, which carry no command.
+    Nothing,
+}
+
+/// A deterministic outcome: either etcd's response or etcd's error.
+pub type CommandResult = Result<Applied, EtcdError>;

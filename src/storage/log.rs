@@ -1,0 +1,105 @@
+//! The Raft log of one table as raw bytes in LMDB: entries by index, plus
+//! the small hard state (vote, committed, last purged). What the bytes mean
+//! is the raft layer's business.
+
+use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::path::Path;
+
+use heed::types::{Bytes, Str};
+use heed::Database;
+
+use super::keys::index_key;
+use super::{open_env, LmdbEnv};
+use crate::error::{Error, Result};
+
+pub struct LogDb {
+    env: LmdbEnv,
+    log: Database<Bytes, Bytes>,
+    state: Database<Str, Bytes>,
+}
+
+fn decode_index(raw: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(raw.try_into().map_err(|_| Error::Corrupt("bad log index".into()))?))
+}
+
+impl LogDb {
+    pub fn open(path: &Path, map_size: usize) -> Result<LogDb> {
+        let env = open_env(path, map_size, 4)?;
+        let mut wtxn = env.write_txn()?;
+        let log = env.create_database(&mut wtxn, Some("log"))?;
+        let state = env.create_database(&mut wtxn, Some("raft"))?;
+        wtxn.commit()?;
+        Ok(LogDb { env, log, state })
+    }
+
+    pub fn env(&self) -> &LmdbEnv {
+        &self.env
+    }
+
+    /// Appends (or overwrites) entries and syncs them in one commit.
+    pub fn append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        for (index, bytes) in entries {
+            self.log.put(&mut wtxn, &index_key(index), &bytes)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Entries with `start <= index < end`.
+    pub fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rtxn = self.env.read_txn()?;
+        let lo = index_key(start);
+        let hi = end.map(index_key);
+        let upper = match &hi {
+            Some(hi) => Excluded(&hi[..]),
+            None => Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self.log.range(&rtxn, &(Included(&lo[..]), upper))? {
+            let (k, v) = item?;
+            out.push((decode_index(k)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let rtxn = self.env.read_txn()?;
+        match self.log.last(&rtxn)? {
+            Some((k, v)) => Ok(Some((decode_index(k)?, v.to_vec()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes entries with index >= `from`.
+    pub fn truncate(&self, from: u64) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        let lo = index_key(from);
+        self.log.delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes entries with index <= `upto` and records `state` (the last
+    /// purged id) in the same commit.
+    pub fn purge(&self, upto: u64, name: &str, state: &[u8]) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        let hi = index_key(upto);
+        self.state.put(&mut wtxn, name, state)?;
+        self.log.delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    pub fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.state.get(&rtxn, name)?.map(<[u8]>::to_vec))
+    }
+
+    pub fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        self.state.put(&mut wtxn, name, value)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+}

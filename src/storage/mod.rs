@@ -1,0 +1,47 @@
+//! LMDB (heed) storage, and nothing else: no openraft, no gRPC.
+//!
+//! Every table has two LMDB environments:
+//!
+//! ```text
+//! <wal-dir>/<table>/            raft log env (LogDb)
+//!     log    u64 BE index -> encoded log entry
+//!     raft   name -> bytes     vote, committed, last purged log id
+//! <state-machine-dir>/<table>/  state machine env (MvccDb)
+//!     kv     esc(key) 00 00 | main BE | sub BE -> 1 KeyValue | 0 (tombstone)
+//!     revs   main BE | sub BE -> 1 key | 0 key  (change log, compaction)
+//!     meta   name -> bytes     revision state, last applied, membership
+//! ```
+//!
+//! The `kv` key puts all versions of one user key next to each other in
+//! revision order, and user keys in bytewise order, so a read at any
+//! revision is one seek per key. Writes through [`mvcc::Writer`] happen in a
+//! single write transaction that the caller commits, so data, revision state
+//! and the last applied log id land together.
+
+pub mod keys;
+pub mod log;
+pub mod mvcc;
+
+use std::path::Path;
+
+use heed::{Env, EnvOpenOptions, WithoutTls};
+
+use crate::error::Result;
+
+pub type LmdbEnv = Env<WithoutTls>;
+
+/// Opens (creating if needed) an environment directory. Read transactions
+/// are not tied to threads, so heed work can run on any blocking thread.
+pub fn open_env(path: &Path, map_size: usize, max_dbs: u32) -> Result<LmdbEnv> {
+    std::fs::create_dir_all(path)?;
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
+    options.map_size(map_size).max_dbs(max_dbs).max_readers(1024);
+    // SAFETY: each environment path is opened once per process (heed refuses a
+    // second open), and nothing else maps these files.
+    Ok(unsafe { options.open(path)? })
+}
+
+/// Bytes in use by an environment (non-free pages) and its file size.
+pub fn env_sizes(env: &LmdbEnv) -> Result<(u64, u64)> {
+    Ok((env.non_free_pages_size()?, env.real_disk_size()?))
+}

@@ -1,0 +1,359 @@
+//! A table's multi-version keyspace in LMDB: implements [`kv::MvccRead`] and
+//! [`kv::MvccWrite`] over heed transactions, plus the state machine's own
+//! metadata, hashes and snapshot files.
+//!
+//! Readers and writers borrow a transaction the caller owns, so the Raft
+//! state machine can put the data of a whole batch of log entries, the
+//! revision state and the last applied log id into one commit.
+
+use std::collections::BTreeSet;
+use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::path::Path;
+
+use heed::types::{Bytes, Str};
+use heed::{CompactionOption, Database, RoTxn, RwTxn};
+use prost::Message;
+
+use super::keys;
+use super::{open_env, LmdbEnv};
+use crate::error::{Error, Result};
+use crate::kv::{KeyRange, MvccRead, MvccWrite, RevisionState};
+use crate::pb::mvccpb::KeyValue;
+
+const TAG_TOMBSTONE: u8 = 0;
+const TAG_PUT: u8 = 1;
+const META_REVISION: &str = "revision";
+
+#[derive(Clone, Copy)]
+struct Dbs {
+    kv: Database<Bytes, Bytes>,
+    revs: Database<Bytes, Bytes>,
+    meta: Database<Str, Bytes>,
+}
+
+impl Dbs {
+    fn create(env: &LmdbEnv) -> Result<Dbs> {
+        let mut wtxn = env.write_txn()?;
+        let dbs = Dbs {
+            kv: env.create_database(&mut wtxn, Some("kv"))?,
+            revs: env.create_database(&mut wtxn, Some("revs"))?,
+            meta: env.create_database(&mut wtxn, Some("meta"))?,
+        };
+        wtxn.commit()?;
+        Ok(dbs)
+    }
+
+    fn open(env: &LmdbEnv) -> Result<Dbs> {
+        let rtxn = env.read_txn()?;
+        let open = |name| -> Result<Database<Bytes, Bytes>> {
+            env.open_database(&rtxn, Some(name))?
+                .ok_or_else(|| Error::Corrupt(format!("snapshot has no {name:?} database")))
+        };
+        let dbs = Dbs {
+            kv: open("kv")?,
+            revs: open("revs")?,
+            meta: env
+                .open_database(&rtxn, Some("meta"))?
+                .ok_or_else(|| Error::Corrupt("snapshot has no \"meta\" database".into()))?,
+        };
+        rtxn.commit()?;
+        Ok(dbs)
+    }
+}
+
+/// The state machine environment of one table.
+pub struct MvccDb {
+    env: LmdbEnv,
+    dbs: Dbs,
+}
+
+impl MvccDb {
+    pub fn open(path: &Path, map_size: usize) -> Result<MvccDb> {
+        let env = open_env(path, map_size, 8)?;
+        let dbs = Dbs::create(&env)?;
+        Ok(MvccDb { env, dbs })
+    }
+
+    pub fn env(&self) -> &LmdbEnv {
+        &self.env
+    }
+
+    /// Runs `f` in a read transaction.
+    pub fn read<R>(&self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
+        let rtxn = self.env.read_txn()?;
+        f(&Reader { txn: &rtxn, dbs: self.dbs })
+    }
+
+    /// Runs `f` in a write transaction, committed (durably) if `f` succeeds.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
+        let mut wtxn = self.env.write_txn()?;
+        let r = f(&mut Writer { env: &self.env, txn: &mut wtxn, dbs: self.dbs })?;
+        wtxn.commit()?;
+        Ok(r)
+    }
+
+    /// Writes a consistent copy of the environment to `path`.
+    pub fn copy_to(&self, path: &Path) -> Result<()> {
+        let _ = std::fs::remove_file(path);
+        let file = self.env.copy_to_path(path, CompactionOption::Enabled)?;
+        file.sync_all()?;
+        Ok(())
+    }
+
+    /// Replaces all data with the content of a snapshot file written by
+    /// [`MvccDb::copy_to`], in one write transaction: a reader sees the old
+    /// state or the new one, and a bad file leaves the old state untouched.
+    pub fn load_from(&self, path: &Path) -> Result<()> {
+        SnapshotFile::open(path)?.with(|snap| {
+            self.write(|w| {
+                for db in [w.dbs.kv, w.dbs.revs] {
+                    db.clear(w.txn)?;
+                }
+                w.dbs.meta.clear(w.txn)?;
+                for item in snap.dbs.kv.iter(snap.txn)? {
+                    let (k, v) = item?;
+                    w.dbs.kv.put(w.txn, k, v)?;
+                }
+                for item in snap.dbs.revs.iter(snap.txn)? {
+                    let (k, v) = item?;
+                    w.dbs.revs.put(w.txn, k, v)?;
+                }
+                for item in snap.dbs.meta.iter(snap.txn)? {
+                    let (k, v) = item?;
+                    w.dbs.meta.put(w.txn, k, v)?;
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+/// A snapshot file opened read-only.
+pub struct SnapshotFile {
+    env: Option<LmdbEnv>,
+    dbs: Dbs,
+}
+
+impl SnapshotFile {
+    pub fn open(path: &Path) -> Result<SnapshotFile> {
+        let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
+        options.max_dbs(8);
+        // SAFETY: the snapshot file is private to this process and opened once.
+        let env = unsafe {
+            options.flags(heed::EnvFlags::NO_SUB_DIR | heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK);
+            options.open(path)
+        }
+        .map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", path.display())))?;
+        let dbs = Dbs::open(&env)?;
+        Ok(SnapshotFile { env: Some(env), dbs })
+    }
+
+    pub fn with<R>(mut self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
+        let env = self.env.take().expect("snapshot env is open");
+        let r = {
+            let rtxn = env.read_txn()?;
+            f(&Reader { txn: &rtxn, dbs: self.dbs })
+        };
+        env.prepare_for_closing().wait();
+        r
+    }
+}
+
+pub struct Reader<'t> {
+    txn: &'t RoTxn<'t>,
+    dbs: Dbs,
+}
+
+pub struct Writer<'t, 'p> {
+    env: &'t LmdbEnv,
+    txn: &'t mut RwTxn<'p>,
+    dbs: Dbs,
+}
+
+impl Writer<'_, '_> {
+    /// Runs `f` in a nested transaction that is kept only if `f` returns
+    /// `(value, true)`: a command that fails after writing leaves no trace.
+    pub fn scoped<R>(&mut self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<(R, bool)>) -> Result<R> {
+        let mut nested = self.env.nested_write_txn(self.txn)?;
+        let (r, keep) = f(&mut Writer { env: self.env, txn: &mut nested, dbs: self.dbs })?;
+        if keep {
+            nested.commit()?;
+        } else {
+            nested.abort();
+        }
+        Ok(r)
+    }
+
+    pub fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        Ok(self.dbs.meta.put(self.txn, name, value)?)
+    }
+
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { txn: self.txn, dbs: self.dbs }
+    }
+}
+
+impl Reader<'_> {
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.dbs.meta.get(self.txn, name)?.map(<[u8]>::to_vec))
+    }
+
+    /// etcd's HashKV: a hash of every stored version with main revision <=
+    /// `rev` (and of the compaction revision), identical on identical data.
+    pub fn hash_kv(&self, rev: i64) -> Result<u32> {
+        let mut h = crc32fast::Hasher::new();
+        for item in self.dbs.kv.iter(self.txn)? {
+            let (k, v) = item?;
+            let (_, main, _) = keys::decode_version_key(k).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
+            if main <= rev {
+                h.update(k);
+                h.update(v);
+            }
+        }
+        h.update(&self.revision_state()?.compacted.to_be_bytes());
+        Ok(h.finalize())
+    }
+
+    /// etcd's Hash: a hash of the whole keyspace, history included.
+    pub fn hash_all(&self) -> Result<u32> {
+        let mut h = crc32fast::Hasher::new();
+        for db in [self.dbs.kv, self.dbs.revs] {
+            for item in db.iter(self.txn)? {
+                let (k, v) = item?;
+                h.update(k);
+                h.update(v);
+            }
+        }
+        Ok(h.finalize())
+    }
+}
+
+fn decode_value(key: &[u8], raw: &[u8]) -> Result<Option<KeyValue>> {
+    match raw.split_first() {
+        Some((&TAG_PUT, body)) => Ok(Some(KeyValue::decode(body)?)),
+        Some((&TAG_TOMBSTONE, _)) => Ok(None),
+        _ => Err(Error::Corrupt(format!("bad version value for key {key:?}"))),
+    }
+}
+
+fn revision_state(txn: &RoTxn, dbs: &Dbs) -> Result<RevisionState> {
+    match dbs.meta.get(txn, META_REVISION)? {
+        Some(raw) => Ok(bincode::deserialize(raw)?),
+        None => Ok(RevisionState::default()),
+    }
+}
+
+/// The live version of `key` at `rev`.
+fn get(txn: &RoTxn, dbs: &Dbs, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+    let probe = keys::version_key(key, rev, i64::MAX);
+    let Some((found, raw)) = dbs.kv.get_lower_than_or_equal_to(txn, &probe)? else { return Ok(None) };
+    if !found.starts_with(&keys::key_start(key)) || found.len() != probe.len() {
+        return Ok(None);
+    }
+    decode_value(key, raw)
+}
+
+fn scan(txn: &RoTxn, dbs: &Dbs, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+    if let KeyRange::Single(key) = range {
+        if let Some(kv) = get(txn, dbs, key, rev)? {
+            visit(kv);
+        }
+        return Ok(());
+    }
+    let mut next = dbs.kv.get_greater_than_or_equal_to(txn, &keys::key_start(range.start()))?;
+    while let Some((found, _)) = next {
+        let (key, _, _) = keys::decode_version_key(found).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
+        if !range.contains(&key) {
+            break;
+        }
+        if let Some(kv) = get(txn, dbs, &key, rev)? {
+            if !visit(kv) {
+                break;
+            }
+        }
+        next = dbs.kv.get_greater_than(txn, &keys::key_end(&key))?;
+    }
+    Ok(())
+}
+
+impl MvccRead for Reader<'_> {
+    fn revision_state(&self) -> Result<RevisionState> {
+        revision_state(self.txn, &self.dbs)
+    }
+    fn get(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        get(self.txn, &self.dbs, key, rev)
+    }
+    fn scan(&self, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+        scan(self.txn, &self.dbs, range, rev, visit)
+    }
+}
+
+impl MvccRead for Writer<'_, '_> {
+    fn revision_state(&self) -> Result<RevisionState> {
+        revision_state(self.txn, &self.dbs)
+    }
+    fn get(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        get(self.txn, &self.dbs, key, rev)
+    }
+    fn scan(&self, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+        scan(self.txn, &self.dbs, range, rev, visit)
+    }
+}
+
+impl MvccWrite for Writer<'_, '_> {
+    fn put(&mut self, kv: &KeyValue, sub: i64) -> Result<()> {
+        let mut value = Vec::with_capacity(kv.encoded_len() + 1);
+        value.push(TAG_PUT);
+        kv.encode(&mut value).map_err(|e| Error::Internal(e.to_string()))?;
+        self.dbs.kv.put(self.txn, &keys::version_key(&kv.key, kv.mod_revision, sub), &value)?;
+        let mut change = Vec::with_capacity(kv.key.len() + 1);
+        change.push(TAG_PUT);
+        change.extend_from_slice(&kv.key);
+        self.dbs.revs.put(self.txn, &keys::revision_key(kv.mod_revision, sub), &change)?;
+        Ok(())
+    }
+
+    fn tombstone(&mut self, key: &[u8], rev: i64, sub: i64) -> Result<()> {
+        self.dbs.kv.put(self.txn, &keys::version_key(key, rev, sub), &[TAG_TOMBSTONE])?;
+        let mut change = Vec::with_capacity(key.len() + 1);
+        change.push(TAG_TOMBSTONE);
+        change.extend_from_slice(key);
+        self.dbs.revs.put(self.txn, &keys::revision_key(rev, sub), &change)?;
+        Ok(())
+    }
+
+    fn set_revision_state(&mut self, state: RevisionState) -> Result<()> {
+        Ok(self.dbs.meta.put(self.txn, META_REVISION, &bincode::serialize(&state)?)?)
+    }
+
+    fn compact(&mut self, previous: i64, rev: i64) -> Result<()> {
+        // Only keys changed since the previous compaction can have versions
+        // that became superseded.
+        let from = keys::revision_key(previous.max(0) + 1, 0);
+        let to = keys::revision_key(rev, i64::MAX);
+        let mut candidates = BTreeSet::new();
+        for item in self.dbs.revs.range(self.txn, &(Included(&from[..]), Included(&to[..])))? {
+            let (_, change) = item?;
+            candidates.insert(change[1..].to_vec());
+        }
+        for key in candidates {
+            let lo = keys::version_key(&key, 0, 0);
+            let hi = keys::version_key(&key, rev, i64::MAX);
+            let mut versions = Vec::new();
+            for item in self.dbs.kv.range(self.txn, &(Included(&lo[..]), Included(&hi[..])))? {
+                let (k, v) = item?;
+                versions.push((k.to_vec(), v.first() == Some(&TAG_TOMBSTONE)));
+            }
+            // Keep the newest version at or below `rev` unless it is a tombstone.
+            let keep_last = versions.last().is_some_and(|(_, tombstone)| !tombstone);
+            let drop = if keep_last { versions.len() - 1 } else { versions.len() };
+            for (k, _) in &versions[..drop] {
+                self.dbs.kv.delete(self.txn, k)?;
+            }
+        }
+        // The change log below the compaction revision is no longer needed.
+        let below = keys::revision_key(rev, 0);
+        self.dbs.revs.delete_range(self.txn, &(Unbounded, Excluded(&below[..])))?;
+        Ok(())
+    }
+}
