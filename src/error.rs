@@ -52,12 +52,27 @@ impl EtcdError {
             KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
             ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
             LeaseProvided => (Code::InvalidArgument, "etcdserver: lease is provided"),
-            TooManyOps => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            TooManyOps => (
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            DuplicateKey => (
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
             InvalidSortOption => (Code::InvalidArgument, "etcdserver: invalid sort option"),
-            Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            FutureRev => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            Compacted => (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            FutureRev => (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            NoSpace => (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
             LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
             LeaseExist => (Code::FailedPrecondition, "etcdserver: lease already exists"),
             LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
@@ -69,7 +84,10 @@ impl EtcdError {
             Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
-            AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            AuthNotEnabled => (
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
         }
     }
 
@@ -120,7 +138,13 @@ impl Error {
     /// True if the error could be different on another node or another try.
     /// Such errors must never be produced by a state machine apply as a result.
     pub fn is_deterministic(&self) -> bool {
-        matches!(self, Error::Etcd(_) | Error::InvalidInput(_) | Error::TableNotFound(_) | Error::TableExists(_))
+        matches!(
+            self,
+            Error::Etcd(_)
+                | Error::InvalidInput(_)
+                | Error::TableNotFound(_)
+                | Error::TableExists(_)
+        )
     }
 }
 

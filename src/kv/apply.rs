@@ -12,8 +12,8 @@ use super::range::{self, KeyRange};
 use super::{txn, MvccWrite, RevisionState};
 use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
 use crate::pb::mvccpb::KeyValue;
 
@@ -50,7 +50,11 @@ pub struct TxnWrite<'a> {
 impl<'a> TxnWrite<'a> {
     pub fn begin(store: &'a mut dyn MvccWrite) -> Result<TxnWrite<'a>> {
         let begin = store.revision_state()?;
-        Ok(TxnWrite { store, begin, changes: 0 })
+        Ok(TxnWrite {
+            store,
+            begin,
+            changes: 0,
+        })
     }
 
     /// The state before this request.
@@ -101,7 +105,11 @@ impl<'a> TxnWrite<'a> {
         }
         let (value, lease) = match &existing {
             Some(p) => (
-                if req.ignore_value { p.value.clone() } else { req.value.clone() },
+                if req.ignore_value {
+                    p.value.clone()
+                } else {
+                    req.value.clone()
+                },
                 if req.ignore_lease { p.lease } else { req.lease },
             ),
             None => (req.value.clone(), req.lease),
@@ -114,11 +122,21 @@ impl<'a> TxnWrite<'a> {
             Some(kv) => (kv.create_revision, kv.version + 1),
             None => (rev, 1),
         };
-        let kv = KeyValue { key: req.key.clone(), create_revision, mod_revision: rev, version, value, lease };
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision,
+            mod_revision: rev,
+            version,
+            value,
+            lease,
+        };
         self.store.put(&kv, self.changes)?;
         self.changes += 1;
         Ok(Ok(PutResponse {
-            header: Some(ResponseHeader { revision: rev, ..Default::default() }),
+            header: Some(ResponseHeader {
+                revision: rev,
+                ..Default::default()
+            }),
             prev_kv: if req.prev_kv { existing } else { None },
         }))
     }
@@ -138,13 +156,19 @@ impl<'a> TxnWrite<'a> {
             self.changes += 1;
         }
         Ok(DeleteRangeResponse {
-            header: Some(ResponseHeader { revision: self.view_rev(), ..Default::default() }),
+            header: Some(ResponseHeader {
+                revision: self.view_rev(),
+                ..Default::default()
+            }),
             deleted: victims.len() as i64,
             prev_kvs: if req.prev_kv { victims } else { Vec::new() },
         })
     }
 
-    fn compact(&mut self, req: &CompactionRequest) -> Result<Result<CompactionResponse, EtcdError>> {
+    fn compact(
+        &mut self,
+        req: &CompactionRequest,
+    ) -> Result<Result<CompactionResponse, EtcdError>> {
         let state = self.begin;
         if req.revision <= state.compacted {
             return Ok(Err(EtcdError::Compacted));
@@ -153,15 +177,26 @@ impl<'a> TxnWrite<'a> {
             return Ok(Err(EtcdError::FutureRev));
         }
         self.store.compact(state.compacted, req.revision)?;
-        self.store.set_revision_state(RevisionState { compacted: req.revision, ..state })?;
+        self.store.set_revision_state(RevisionState {
+            compacted: req.revision,
+            ..state
+        })?;
         self.begin.compacted = req.revision;
-        Ok(Ok(CompactionResponse { header: Some(ResponseHeader { revision: state.current, ..Default::default() }) }))
+        Ok(Ok(CompactionResponse {
+            header: Some(ResponseHeader {
+                revision: state.current,
+                ..Default::default()
+            }),
+        }))
     }
 
     /// Moves the store revision if this request changed anything.
     fn finish(self) -> Result<()> {
         if self.changes > 0 {
-            self.store.set_revision_state(RevisionState { current: self.write_rev(), ..self.begin })?;
+            self.store.set_revision_state(RevisionState {
+                current: self.write_rev(),
+                ..self.begin
+            })?;
         }
         Ok(())
     }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, TxnRequest, TxnResponse,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

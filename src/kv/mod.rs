@@ -37,7 +37,10 @@ pub struct RevisionState {
 
 impl Default for RevisionState {
     fn default() -> Self {
-        RevisionState { current: 1, compacted: -1 }
+        RevisionState {
+            current: 1,
+            compacted: -1,
+        }
     }
 }
 
@@ -51,7 +54,12 @@ pub trait MvccRead {
 
     /// Calls `visit` with every key live at `rev` in `range`, in key order,
     /// until it returns false.
-    fn scan(&self, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()>;
+    fn scan(
+        &self,
+        range: &KeyRange,
+        rev: i64,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<()>;
 }
 
 /// Write access; writes become visible to reads in the same transaction.

@@ -13,15 +13,24 @@ use crate::pb::mvccpb::KeyValue;
 pub enum KeyRange {
     Single(Vec<u8>),
     /// `[start, end)`; `end == None` means unbounded.
-    Span { start: Vec<u8>, end: Option<Vec<u8>> },
+    Span {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
 }
 
 impl KeyRange {
     pub fn new(key: &[u8], range_end: &[u8]) -> KeyRange {
         match range_end {
             [] => KeyRange::Single(key.to_vec()),
-            [0] => KeyRange::Span { start: key.to_vec(), end: None },
-            end => KeyRange::Span { start: key.to_vec(), end: Some(end.to_vec()) },
+            [0] => KeyRange::Span {
+                start: key.to_vec(),
+                end: None,
+            },
+            end => KeyRange::Span {
+                start: key.to_vec(),
+                end: Some(end.to_vec()),
+            },
         }
     }
 
@@ -35,7 +44,9 @@ impl KeyRange {
     pub fn contains(&self, key: &[u8]) -> bool {
         match self {
             KeyRange::Single(k) => k == key,
-            KeyRange::Span { start, end } => key >= start.as_slice() && end.as_ref().is_none_or(|e| key < e.as_slice()),
+            KeyRange::Span { start, end } => {
+                key >= start.as_slice() && end.as_ref().is_none_or(|e| key < e.as_slice())
+            }
         }
     }
 
@@ -68,7 +79,11 @@ pub fn check_revision(requested: i64, state: RevisionState) -> Result<i64, EtcdE
     if requested > state.current {
         return Err(EtcdError::FutureRev);
     }
-    let rev = if requested <= 0 { state.current } else { requested };
+    let rev = if requested <= 0 {
+        state.current
+    } else {
+        requested
+    };
     if rev < state.compacted {
         return Err(EtcdError::Compacted);
     }
@@ -77,22 +92,32 @@ pub fn check_revision(requested: i64, state: RevisionState) -> Result<i64, EtcdE
 
 /// Executes a validated Range at `view_rev`, the revision a plain read sees
 /// (the store revision, or the txn's own revision inside a txn).
-pub fn range(store: &dyn MvccRead, req: &RangeRequest, view_rev: i64, compacted: i64) -> Result<RangeResponse> {
-    let state = RevisionState { current: view_rev, compacted };
+pub fn range(
+    store: &dyn MvccRead,
+    req: &RangeRequest,
+    view_rev: i64,
+    compacted: i64,
+) -> Result<RangeResponse> {
+    let state = RevisionState {
+        current: view_rev,
+        compacted,
+    };
     let rev = match check_revision(req.revision, state) {
         Ok(rev) => rev,
         Err(e) => return Err(e.into()),
     };
     let keys = KeyRange::new(&req.key, &req.range_end);
 
-    let sort_order = range_request::SortOrder::try_from(req.sort_order).map_err(|_| EtcdError::InvalidSortOption)?;
-    let sort_target =
-        range_request::SortTarget::try_from(req.sort_target).map_err(|_| EtcdError::InvalidSortOption)?;
+    let sort_order = range_request::SortOrder::try_from(req.sort_order)
+        .map_err(|_| EtcdError::InvalidSortOption)?;
+    let sort_target = range_request::SortTarget::try_from(req.sort_target)
+        .map_err(|_| EtcdError::InvalidSortOption)?;
     let filtered = req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
-    let sorted = sort_order != range_request::SortOrder::None || sort_target != range_request::SortTarget::Key;
+    let sorted = sort_order != range_request::SortOrder::None
+        || sort_target != range_request::SortTarget::Key;
     // Without sort or filters only limit+1 kvs are needed to decide `more`;
     // `count` always covers the whole range.
     let keep = if req.count_only {
@@ -135,7 +160,10 @@ pub fn range(store: &dyn MvccRead, req: &RangeRequest, view_rev: i64, compacted:
         more = true;
     }
     Ok(RangeResponse {
-        header: Some(ResponseHeader { revision: view_rev, ..Default::default() }),
+        header: Some(ResponseHeader {
+            revision: view_rev,
+            ..Default::default()
+        }),
         kvs,
         more,
         count,
@@ -146,7 +174,11 @@ fn sort(kvs: &mut [KeyValue], order: range_request::SortOrder, target: range_req
     use range_request::{SortOrder, SortTarget};
     // etcd: NONE with a target other than KEY means ASCEND; ASCEND by KEY is
     // the natural order already.
-    let order = if order == SortOrder::None { SortOrder::Ascend } else { order };
+    let order = if order == SortOrder::None {
+        SortOrder::Ascend
+    } else {
+        order
+    };
     if order == SortOrder::Ascend && target == SortTarget::Key {
         return;
     }
@@ -188,7 +220,10 @@ mod tests {
 
     #[test]
     fn revision_checks() {
-        let s = RevisionState { current: 10, compacted: 5 };
+        let s = RevisionState {
+            current: 10,
+            compacted: 5,
+        };
         assert_eq!(check_revision(0, s), Ok(10));
         assert_eq!(check_revision(5, s), Ok(5));
         assert_eq!(check_revision(4, s), Err(EtcdError::Compacted));

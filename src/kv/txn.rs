@@ -12,7 +12,8 @@ use super::range::KeyRange;
 use super::{MvccRead, RevisionState};
 use crate::error::{Error, EtcdError, Result};
 use crate::pb::etcdserverpb::{
-    compare, request_op, response_op, Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
 
@@ -30,17 +31,23 @@ pub fn apply_txn(w: &mut TxnWrite<'_>, req: &TxnRequest) -> Result<Result<TxnRes
         Ok(resp) => resp,
         Err(e) => return Ok(Err(e)),
     };
-    resp.header = Some(ResponseHeader { revision: w.header_rev(), ..Default::default() });
+    resp.header = Some(ResponseHeader {
+        revision: w.header_rev(),
+        ..Default::default()
+    });
     Ok(Ok(resp))
 }
 
 /// True if every op, nested ones included, is a Range.
 pub fn is_read_only(req: &TxnRequest) -> bool {
-    req.success.iter().chain(&req.failure).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(_)) => true,
-        Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
-        _ => false,
-    })
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
+            _ => false,
+        })
 }
 
 fn chosen<'r>(req: &'r TxnRequest, succeeded: bool) -> &'r [RequestOp] {
@@ -52,7 +59,12 @@ fn chosen<'r>(req: &'r TxnRequest, succeeded: bool) -> &'r [RequestOp] {
 }
 
 /// Depth-first compare results along the chosen branches.
-fn compare_path(store: &dyn MvccRead, rev: i64, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+fn compare_path(
+    store: &dyn MvccRead,
+    rev: i64,
+    req: &TxnRequest,
+    path: &mut Vec<bool>,
+) -> Result<()> {
     let mut succeeded = true;
     for c in &req.compare {
         if !compare(store, rev, c)? {
@@ -96,14 +108,18 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(v)
         }
-        Ok(CompareTarget::Version) => {
-            kv.version.cmp(&int_target(c, |t| matches!(t, TargetUnion::Version(_))))
-        }
-        Ok(CompareTarget::Create) => {
-            kv.create_revision.cmp(&int_target(c, |t| matches!(t, TargetUnion::CreateRevision(_))))
-        }
-        Ok(CompareTarget::Mod) => kv.mod_revision.cmp(&int_target(c, |t| matches!(t, TargetUnion::ModRevision(_)))),
-        Ok(CompareTarget::Lease) => kv.lease.cmp(&int_target(c, |t| matches!(t, TargetUnion::Lease(_)))),
+        Ok(CompareTarget::Version) => kv
+            .version
+            .cmp(&int_target(c, |t| matches!(t, TargetUnion::Version(_)))),
+        Ok(CompareTarget::Create) => kv.create_revision.cmp(&int_target(c, |t| {
+            matches!(t, TargetUnion::CreateRevision(_))
+        })),
+        Ok(CompareTarget::Mod) => kv
+            .mod_revision
+            .cmp(&int_target(c, |t| matches!(t, TargetUnion::ModRevision(_)))),
+        Ok(CompareTarget::Lease) => kv
+            .lease
+            .cmp(&int_target(c, |t| matches!(t, TargetUnion::Lease(_)))),
         Err(_) => std::cmp::Ordering::Equal,
     };
     match CompareResult::try_from(c.result) {
@@ -146,7 +162,8 @@ fn check(
         match &op.request {
             Some(request_op::Request::RequestTxn(t)) => check(store, begin, t, path, at, is_write)?,
             Some(request_op::Request::RequestPut(p)) if is_write => {
-                if (p.ignore_value || p.ignore_lease) && store.get(&p.key, begin.current)?.is_none() {
+                if (p.ignore_value || p.ignore_lease) && store.get(&p.key, begin.current)?.is_none()
+                {
                     return Err(EtcdError::KeyNotFound.into());
                 }
                 if p.lease != 0 {
@@ -199,7 +216,13 @@ fn execute(
             },
             None => return Ok(Err(EtcdError::KeyNotFound)),
         };
-        responses.push(ResponseOp { response: Some(response) });
+        responses.push(ResponseOp {
+            response: Some(response),
+        });
     }
-    Ok(Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded, responses }))
+    Ok(Ok(TxnResponse {
+        header: Some(ResponseHeader::default()),
+        succeeded,
+        responses,
+    }))
 }

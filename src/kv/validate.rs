@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
-    range_request, request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    range_request, request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
 
 /// etcd's `--max-txn-ops` default.
@@ -126,7 +127,9 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Interval
 
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in reqs {
-        let Some(request_op::Request::RequestTxn(t)) = &op.request else { continue };
+        let Some(request_op::Request::RequestTxn(t)) = &op.request else {
+            continue;
+        };
         let (puts_then, dels_then) = check_intervals(&t.success)?;
         let (puts_else, dels_else) = check_intervals(&t.failure)?;
         for k in &puts_then {
@@ -148,7 +151,9 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Interval
         dels.extend(dels_else);
     }
     for op in reqs {
-        let Some(request_op::Request::RequestPut(p)) = &op.request else { continue };
+        let Some(request_op::Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
         if puts.contains(&p.key) || covered(&dels, &p.key) {
             return Err(EtcdError::DuplicateKey);
         }
@@ -173,30 +178,63 @@ mod tests {
     }
     fn del_op(k: &str, end: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: k.into(),
-                range_end: end.into(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: k.into(),
+                    range_end: end.into(),
+                    ..Default::default()
+                },
+            )),
         }
     }
     fn txn_op(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-        RequestOp { request: Some(request_op::Request::RequestTxn(TxnRequest { success, failure, compare: vec![] })) }
+        RequestOp {
+            request: Some(request_op::Request::RequestTxn(TxnRequest {
+                success,
+                failure,
+                compare: vec![],
+            })),
+        }
     }
     fn check(success: Vec<RequestOp>) -> Result<(), EtcdError> {
-        txn(&TxnRequest { success, ..Default::default() })
+        txn(&TxnRequest {
+            success,
+            ..Default::default()
+        })
     }
 
     #[test]
     fn duplicate_keys() {
-        assert_eq!(check(vec![put_op("a"), put_op("a")]), Err(EtcdError::DuplicateKey));
-        assert_eq!(check(vec![del_op("a", "c"), put_op("b")]), Err(EtcdError::DuplicateKey));
-        assert_eq!(check(vec![del_op("a", ""), put_op("a")]), Err(EtcdError::DuplicateKey));
-        assert_eq!(check(vec![del_op("a", "\0"), put_op("b")]), Ok(()), "from-key deletes are literal in etcd");
+        assert_eq!(
+            check(vec![put_op("a"), put_op("a")]),
+            Err(EtcdError::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![del_op("a", "c"), put_op("b")]),
+            Err(EtcdError::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![del_op("a", ""), put_op("a")]),
+            Err(EtcdError::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![del_op("a", "\0"), put_op("b")]),
+            Ok(()),
+            "from-key deletes are literal in etcd"
+        );
         assert_eq!(check(vec![del_op("a", "c"), del_op("b", "d")]), Ok(()));
-        assert_eq!(check(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), Ok(()));
-        assert_eq!(check(vec![txn_op(vec![put_op("a")], vec![]), put_op("a")]), Err(EtcdError::DuplicateKey));
-        assert_eq!(check(vec![txn_op(vec![del_op("a", "")], vec![]), put_op("a")]), Err(EtcdError::DuplicateKey));
+        assert_eq!(
+            check(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]),
+            Ok(())
+        );
+        assert_eq!(
+            check(vec![txn_op(vec![put_op("a")], vec![]), put_op("a")]),
+            Err(EtcdError::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![txn_op(vec![del_op("a", "")], vec![]), put_op("a")]),
+            Err(EtcdError::DuplicateKey)
+        );
     }
 
     #[test]
@@ -207,9 +245,19 @@ mod tests {
         let nested = txn_op(vec![put_op("x"), put_op("y")], vec![]);
         let mut ops: Vec<RequestOp> = (0..127).map(|i| put_op(&format!("k{i}"))).collect();
         ops.push(nested);
-        assert_eq!(check(ops), Err(EtcdError::TooManyOps), "nested txns get the remaining budget");
-        let bad = TxnRequest { compare: vec![Compare::default()], ..Default::default() };
+        assert_eq!(
+            check(ops),
+            Err(EtcdError::TooManyOps),
+            "nested txns get the remaining budget"
+        );
+        let bad = TxnRequest {
+            compare: vec![Compare::default()],
+            ..Default::default()
+        };
         assert_eq!(txn(&bad), Err(EtcdError::KeyNotProvided));
-        assert_eq!(check(vec![RequestOp { request: None }]), Err(EtcdError::KeyNotFound));
+        assert_eq!(
+            check(vec![RequestOp { request: None }]),
+            Err(EtcdError::KeyNotFound)
+        );
     }
 }

@@ -104,7 +104,10 @@ mod tests {
         for k in keys {
             assert!(key_start(k) < version_key(k, 0, 0));
             assert!(key_end(k) > version_key(k, i64::MAX, i64::MAX));
-            assert_eq!(decode_version_key(&version_key(k, 7, 3)), Some((k.to_vec(), 7, 3)));
+            assert_eq!(
+                decode_version_key(&version_key(k, 7, 3)),
+                Some((k.to_vec(), 7, 3))
+            );
         }
         assert!(key_end(b"a") < key_start(b"a\0"));
     }

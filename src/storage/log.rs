@@ -19,7 +19,10 @@ pub struct LogDb {
 }
 
 fn decode_index(raw: &[u8]) -> Result<u64> {
-    Ok(u64::from_be_bytes(raw.try_into().map_err(|_| Error::Corrupt("bad log index".into()))?))
+    Ok(u64::from_be_bytes(
+        raw.try_into()
+            .map_err(|_| Error::Corrupt("bad log index".into()))?,
+    ))
 }
 
 impl LogDb {
@@ -75,7 +78,8 @@ impl LogDb {
     pub fn truncate(&self, from: u64) -> Result<()> {
         let mut wtxn = self.env.write_txn()?;
         let lo = index_key(from);
-        self.log.delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
+        self.log
+            .delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
         wtxn.commit()?;
         Ok(())
     }
@@ -86,7 +90,8 @@ impl LogDb {
         let mut wtxn = self.env.write_txn()?;
         let hi = index_key(upto);
         self.state.put(&mut wtxn, name, state)?;
-        self.log.delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
+        self.log
+            .delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
         wtxn.commit()?;
         Ok(())
     }

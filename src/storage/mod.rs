@@ -21,6 +21,7 @@
 pub mod keys;
 pub mod log;
 pub mod mvcc;
+pub mod tables;
 
 use std::path::Path;
 
@@ -35,7 +36,10 @@ pub type LmdbEnv = Env<WithoutTls>;
 pub fn open_env(path: &Path, map_size: usize, max_dbs: u32) -> Result<LmdbEnv> {
     std::fs::create_dir_all(path)?;
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(map_size).max_dbs(max_dbs).max_readers(1024);
+    options
+        .map_size(map_size)
+        .max_dbs(max_dbs)
+        .max_readers(1024);
     // SAFETY: each environment path is opened once per process (heed refuses a
     // second open), and nothing else maps these files.
     Ok(unsafe { options.open(path)? })

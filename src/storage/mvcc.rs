@@ -81,13 +81,20 @@ impl MvccDb {
     /// Runs `f` in a read transaction.
     pub fn read<R>(&self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
         let rtxn = self.env.read_txn()?;
-        f(&Reader { txn: &rtxn, dbs: self.dbs })
+        f(&Reader {
+            txn: &rtxn,
+            dbs: self.dbs,
+        })
     }
 
     /// Runs `f` in a write transaction, committed (durably) if `f` succeeds.
     pub fn write<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
         let mut wtxn = self.env.write_txn()?;
-        let r = f(&mut Writer { env: &self.env, txn: &mut wtxn, dbs: self.dbs })?;
+        let r = f(&mut Writer {
+            env: &self.env,
+            txn: &mut wtxn,
+            dbs: self.dbs,
+        })?;
         wtxn.commit()?;
         Ok(r)
     }
@@ -140,19 +147,27 @@ impl SnapshotFile {
         options.max_dbs(8);
         // SAFETY: the snapshot file is private to this process and opened once.
         let env = unsafe {
-            options.flags(heed::EnvFlags::NO_SUB_DIR | heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK);
+            options.flags(
+                heed::EnvFlags::NO_SUB_DIR | heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK,
+            );
             options.open(path)
         }
         .map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", path.display())))?;
         let dbs = Dbs::open(&env)?;
-        Ok(SnapshotFile { env: Some(env), dbs })
+        Ok(SnapshotFile {
+            env: Some(env),
+            dbs,
+        })
     }
 
     pub fn with<R>(mut self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
         let env = self.env.take().expect("snapshot env is open");
         let r = {
             let rtxn = env.read_txn()?;
-            f(&Reader { txn: &rtxn, dbs: self.dbs })
+            f(&Reader {
+                txn: &rtxn,
+                dbs: self.dbs,
+            })
         };
         env.prepare_for_closing().wait();
         r
@@ -173,9 +188,16 @@ pub struct Writer<'t, 'p> {
 impl Writer<'_, '_> {
     /// Runs `f` in a nested transaction that is kept only if `f` returns
     /// `(value, true)`: a command that fails after writing leaves no trace.
-    pub fn scoped<R>(&mut self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<(R, bool)>) -> Result<R> {
+    pub fn scoped<R>(
+        &mut self,
+        f: impl FnOnce(&mut Writer<'_, '_>) -> Result<(R, bool)>,
+    ) -> Result<R> {
         let mut nested = self.env.nested_write_txn(self.txn)?;
-        let (r, keep) = f(&mut Writer { env: self.env, txn: &mut nested, dbs: self.dbs })?;
+        let (r, keep) = f(&mut Writer {
+            env: self.env,
+            txn: &mut nested,
+            dbs: self.dbs,
+        })?;
         if keep {
             nested.commit()?;
         } else {
@@ -189,7 +211,10 @@ impl Writer<'_, '_> {
     }
 
     pub fn reader(&self) -> Reader<'_> {
-        Reader { txn: self.txn, dbs: self.dbs }
+        Reader {
+            txn: self.txn,
+            dbs: self.dbs,
+        }
     }
 }
 
@@ -204,7 +229,8 @@ impl Reader<'_> {
         let mut h = crc32fast::Hasher::new();
         for item in self.dbs.kv.iter(self.txn)? {
             let (k, v) = item?;
-            let (_, main, _) = keys::decode_version_key(k).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
+            let (_, main, _) =
+                keys::decode_version_key(k).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
             if main <= rev {
                 h.update(k);
                 h.update(v);
@@ -246,23 +272,34 @@ fn revision_state(txn: &RoTxn, dbs: &Dbs) -> Result<RevisionState> {
 /// The live version of `key` at `rev`.
 fn get(txn: &RoTxn, dbs: &Dbs, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
     let probe = keys::version_key(key, rev, i64::MAX);
-    let Some((found, raw)) = dbs.kv.get_lower_than_or_equal_to(txn, &probe)? else { return Ok(None) };
+    let Some((found, raw)) = dbs.kv.get_lower_than_or_equal_to(txn, &probe)? else {
+        return Ok(None);
+    };
     if !found.starts_with(&keys::key_start(key)) || found.len() != probe.len() {
         return Ok(None);
     }
     decode_value(key, raw)
 }
 
-fn scan(txn: &RoTxn, dbs: &Dbs, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+fn scan(
+    txn: &RoTxn,
+    dbs: &Dbs,
+    range: &KeyRange,
+    rev: i64,
+    visit: &mut dyn FnMut(KeyValue) -> bool,
+) -> Result<()> {
     if let KeyRange::Single(key) = range {
         if let Some(kv) = get(txn, dbs, key, rev)? {
             visit(kv);
         }
         return Ok(());
     }
-    let mut next = dbs.kv.get_greater_than_or_equal_to(txn, &keys::key_start(range.start()))?;
+    let mut next = dbs
+        .kv
+        .get_greater_than_or_equal_to(txn, &keys::key_start(range.start()))?;
     while let Some((found, _)) = next {
-        let (key, _, _) = keys::decode_version_key(found).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
+        let (key, _, _) =
+            keys::decode_version_key(found).ok_or_else(|| Error::Corrupt("bad kv key".into()))?;
         if !range.contains(&key) {
             break;
         }
@@ -283,7 +320,12 @@ impl MvccRead for Reader<'_> {
     fn get(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
         get(self.txn, &self.dbs, key, rev)
     }
-    fn scan(&self, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        range: &KeyRange,
+        rev: i64,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<()> {
         scan(self.txn, &self.dbs, range, rev, visit)
     }
 }
@@ -295,7 +337,12 @@ impl MvccRead for Writer<'_, '_> {
     fn get(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
         get(self.txn, &self.dbs, key, rev)
     }
-    fn scan(&self, range: &KeyRange, rev: i64, visit: &mut dyn FnMut(KeyValue) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        range: &KeyRange,
+        rev: i64,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<()> {
         scan(self.txn, &self.dbs, range, rev, visit)
     }
 }
@@ -304,26 +351,42 @@ impl MvccWrite for Writer<'_, '_> {
     fn put(&mut self, kv: &KeyValue, sub: i64) -> Result<()> {
         let mut value = Vec::with_capacity(kv.encoded_len() + 1);
         value.push(TAG_PUT);
-        kv.encode(&mut value).map_err(|e| Error::Internal(e.to_string()))?;
-        self.dbs.kv.put(self.txn, &keys::version_key(&kv.key, kv.mod_revision, sub), &value)?;
+        kv.encode(&mut value)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.dbs.kv.put(
+            self.txn,
+            &keys::version_key(&kv.key, kv.mod_revision, sub),
+            &value,
+        )?;
         let mut change = Vec::with_capacity(kv.key.len() + 1);
         change.push(TAG_PUT);
         change.extend_from_slice(&kv.key);
-        self.dbs.revs.put(self.txn, &keys::revision_key(kv.mod_revision, sub), &change)?;
+        self.dbs
+            .revs
+            .put(self.txn, &keys::revision_key(kv.mod_revision, sub), &change)?;
         Ok(())
     }
 
     fn tombstone(&mut self, key: &[u8], rev: i64, sub: i64) -> Result<()> {
-        self.dbs.kv.put(self.txn, &keys::version_key(key, rev, sub), &[TAG_TOMBSTONE])?;
+        self.dbs.kv.put(
+            self.txn,
+            &keys::version_key(key, rev, sub),
+            &[TAG_TOMBSTONE],
+        )?;
         let mut change = Vec::with_capacity(key.len() + 1);
         change.push(TAG_TOMBSTONE);
         change.extend_from_slice(key);
-        self.dbs.revs.put(self.txn, &keys::revision_key(rev, sub), &change)?;
+        self.dbs
+            .revs
+            .put(self.txn, &keys::revision_key(rev, sub), &change)?;
         Ok(())
     }
 
     fn set_revision_state(&mut self, state: RevisionState) -> Result<()> {
-        Ok(self.dbs.meta.put(self.txn, META_REVISION, &bincode::serialize(&state)?)?)
+        Ok(self
+            .dbs
+            .meta
+            .put(self.txn, META_REVISION, &bincode::serialize(&state)?)?)
     }
 
     fn compact(&mut self, previous: i64, rev: i64) -> Result<()> {
@@ -332,7 +395,11 @@ impl MvccWrite for Writer<'_, '_> {
         let from = keys::revision_key(previous.max(0) + 1, 0);
         let to = keys::revision_key(rev, i64::MAX);
         let mut candidates = BTreeSet::new();
-        for item in self.dbs.revs.range(self.txn, &(Included(&from[..]), Included(&to[..])))? {
+        for item in self
+            .dbs
+            .revs
+            .range(self.txn, &(Included(&from[..]), Included(&to[..])))?
+        {
             let (_, change) = item?;
             candidates.insert(change[1..].to_vec());
         }
@@ -340,20 +407,30 @@ impl MvccWrite for Writer<'_, '_> {
             let lo = keys::version_key(&key, 0, 0);
             let hi = keys::version_key(&key, rev, i64::MAX);
             let mut versions = Vec::new();
-            for item in self.dbs.kv.range(self.txn, &(Included(&lo[..]), Included(&hi[..])))? {
+            for item in self
+                .dbs
+                .kv
+                .range(self.txn, &(Included(&lo[..]), Included(&hi[..])))?
+            {
                 let (k, v) = item?;
                 versions.push((k.to_vec(), v.first() == Some(&TAG_TOMBSTONE)));
             }
             // Keep the newest version at or below `rev` unless it is a tombstone.
             let keep_last = versions.last().is_some_and(|(_, tombstone)| !tombstone);
-            let drop = if keep_last { versions.len() - 1 } else { versions.len() };
+            let drop = if keep_last {
+                versions.len() - 1
+            } else {
+                versions.len()
+            };
             for (k, _) in &versions[..drop] {
                 self.dbs.kv.delete(self.txn, k)?;
             }
         }
         // The change log below the compaction revision is no longer needed.
         let below = keys::revision_key(rev, 0);
-        self.dbs.revs.delete_range(self.txn, &(Unbounded, Excluded(&below[..])))?;
+        self.dbs
+            .revs
+            .delete_range(self.txn, &(Unbounded, Excluded(&below[..])))?;
         Ok(())
     }
 }

@@ -1,0 +1,108 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn and Compact.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::{status, Context};
+use crate::error::EtcdError;
+use crate::kv::command::{Applied, Command};
+use crate::kv::{range, validate, MvccRead};
+use crate::pb::etcdserverpb::kv_server::Kv;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+
+pub struct KvService {
+    pub ctx: Arc<Context>,
+}
+
+/// etcd rejects a proposal whose encoding exceeds `--max-request-bytes`.
+fn check_size(m: &impl Message) -> Result<(), Status> {
+    if m.encoded_len() > validate::MAX_REQUEST_BYTES {
+        return Err(EtcdError::RequestTooLarge.into());
+    }
+    Ok(())
+}
+
+fn unexpected(applied: Applied) -> Status {
+    Status::internal(format!("armada: unexpected apply result {applied:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let group = self.ctx.group(request.metadata()).await?;
+        let req = request.into_inner();
+        validate::range(&req).map_err(status)?;
+        let linearizable = !req.serializable;
+        let mut resp = group
+            .read(linearizable, move |r| {
+                let state = r.revision_state()?;
+                range::range(r, &req, state.current, state.compacted)
+            })
+            .await
+            .map_err(status)?;
+        self.ctx.fill(&group, &mut resp.header, None);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let group = self.ctx.group(request.metadata()).await?;
+        let req = request.into_inner();
+        validate::put(&req).map_err(status)?;
+        check_size(&req)?;
+        match group.write(Command::Put(req)).await.map_err(status)? {
+            Applied::Put(mut resp) => {
+                self.ctx.fill(&group, &mut resp.header, None);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let group = self.ctx.group(request.metadata()).await?;
+        let req = request.into_inner();
+        validate::delete_range(&req).map_err(status)?;
+        check_size(&req)?;
+        match group.write(Command::DeleteRange(req)).await.map_err(status)? {
+            Applied::DeleteRange(mut resp) => {
+                self.ctx.fill(&group, &mut resp.header, None);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let group = self.ctx.group(request.metadata()).await?;
+        let req = request.into_inner();
+        validate::txn(&req).map_err(status)?;
+        check_size(&req)?;
+        // Read-only txns go through the log too: simple, and linearizable.
+        match group.write(Command::Txn(req)).await.map_err(status)? {
+            Applied::Txn(mut resp) => {
+                self.ctx.fill(&group, &mut resp.header, None);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let group = self.ctx.group(request.metadata()).await?;
+        let req = request.into_inner();
+        validate::compact(&req).map_err(status)?;
+        // Compaction is applied synchronously, so `physical` holds on return.
+        match group.write(Command::Compact(req)).await.map_err(status)? {
+            Applied::Compact(mut resp) => {
+                self.ctx.fill(&group, &mut resp.header, None);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

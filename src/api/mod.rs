@@ -1,0 +1,88 @@
+//! The etcd gRPC surface (KV, Maintenance, Cluster) and Armada's Tables
+//! service, as tonic services. Handlers validate, pick the table named by the
+//! `armada-table` metadata (or the node's default table), and call its Raft
+//! group; they never touch LMDB themselves.
+//!
+//! Watch, Lease, Auth, Lock and Election are not served yet: tonic answers
+//! `Unimplemented` for them, which etcd clients report as such.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+pub mod tables;
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+use crate::error::{Error, EtcdError};
+use crate::pb::etcdserverpb::ResponseHeader;
+use crate::raft::group::RaftGroup;
+use crate::raft::registry::Registry;
+
+/// The metadata key that selects a table.
+pub const TABLE_HEADER: &str = "armada-table";
+
+/// This member as etcd clients see it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub peer_urls: Vec<String>,
+}
+
+/// What every handler needs: the tables and who we are.
+pub struct Context {
+    pub registry: Arc<Registry>,
+    pub default_table: String,
+    pub cluster_id: u64,
+    pub member: Member,
+    pub version: &'static str,
+}
+
+impl Context {
+    /// The group of the table a request is for; honours `hasleader`.
+    pub async fn group(&self, metadata: &MetadataMap) -> Result<Arc<RaftGroup>, Status> {
+        let name = match metadata.get(TABLE_HEADER) {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| Status::invalid_argument("armada: armada-table metadata is not ASCII"))?
+                .to_string(),
+            None => self.default_table.clone(),
+        };
+        let group = self.registry.get(&name).await.map_err(Status::from)?;
+        if metadata.get("hasleader").is_some_and(|v| v == "true") && !group.has_leader() {
+            return Err(EtcdError::NoLeader.into());
+        }
+        Ok(group)
+    }
+
+    /// Completes a response header the way etcd's `header.fill` does.
+    pub fn fill(&self, group: &RaftGroup, header: &mut Option<ResponseHeader>, revision: Option<i64>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.cluster_id;
+        h.member_id = self.member.id;
+        h.raft_term = group.status().term;
+        if let Some(rev) = revision {
+            if h.revision == 0 {
+                h.revision = rev;
+            }
+        }
+    }
+}
+
+pub fn status(e: impl Into<Error>) -> Status {
+    e.into().into()
+}
+
+/// A stable 64-bit id from a string, for member and cluster ids (FNV-1a).
+pub fn stable_id(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}

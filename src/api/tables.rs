@@ -1,0 +1,39 @@
+//! Armada's `armada.v1.Tables` service: create, delete and list tables.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::Context;
+use crate::pb::armada::tables_server::Tables;
+use crate::pb::armada::{
+    CreateTableRequest, CreateTableResponse, DeleteTableRequest, DeleteTableResponse, ListTablesRequest,
+    ListTablesResponse, TableInfo,
+};
+
+pub struct TablesService {
+    pub ctx: Arc<Context>,
+}
+
+#[tonic::async_trait]
+impl Tables for TablesService {
+    async fn create(&self, request: Request<CreateTableRequest>) -> Result<Response<CreateTableResponse>, Status> {
+        let name = request.into_inner().name;
+        let epoch = self.ctx.registry.create(&name).await?;
+        Ok(Response::new(CreateTableResponse { table: Some(TableInfo { name, epoch }) }))
+    }
+
+    async fn delete(&self, request: Request<DeleteTableRequest>) -> Result<Response<DeleteTableResponse>, Status> {
+        let name = request.into_inner().name;
+        if name == self.ctx.default_table {
+            return Err(Status::failed_precondition(format!("armada: table {name:?} is this node's default table")));
+        }
+        self.ctx.registry.delete(&name).await?;
+        Ok(Response::new(DeleteTableResponse {}))
+    }
+
+    async fn list(&self, _request: Request<ListTablesRequest>) -> Result<Response<ListTablesResponse>, Status> {
+        let tables = self.ctx.registry.list().await.into_iter().map(|(name, epoch)| TableInfo { name, epoch }).collect();
+        Ok(Response::new(ListTablesResponse { tables }))
+    }
+}

@@ -1,0 +1,301 @@
+//! `RaftStateMachine` over a table's MVCC environment.
+//!
+//! A batch of committed entries is applied in one LMDB write transaction
+//! that also records the last applied log id and the membership, so a
+//! restart resumes exactly after the last durable batch. A full LMDB map is
+//! not fatal: the batch is retried entry by entry, and an entry that does not
+//! fit is recorded as applied with etcd's NOSPACE error as its result.
+//!
+//! Snapshots are consistent LMDB copies of the environment (`mdb_env_copy`),
+//! streamed to peers as files and never held whole in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::error::{Error, EtcdError, Result};
+use crate::kv::apply::{apply, needs_rollback_scope};
+use crate::kv::command::{Applied, CommandResult};
+use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
+
+const LAST_APPLIED: &str = "last_applied";
+const MEMBERSHIP: &str = "membership";
+
+/// Shared between the state machine, its snapshot builders and readers.
+pub struct Shared {
+    pub db: MvccDb,
+    snapshot_dir: PathBuf,
+    current: Mutex<Option<CurrentSnapshot>>,
+    next_snapshot: AtomicU64,
+    /// Raised when LMDB's map filled up (etcd's NOSPACE alarm).
+    pub no_space: AtomicBool,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn is_map_full(e: &Error) -> bool {
+    matches!(e, Error::Storage(heed::Error::Mdb(heed::MdbError::MapFull)))
+}
+
+impl StateMachine {
+    pub fn open(db: MvccDb, snapshot_dir: &Path) -> Result<StateMachine> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        let current = match std::fs::read(snapshot_dir.join("current.json")) {
+            Ok(raw) => Some(
+                serde_json::from_slice::<CurrentSnapshot>(&raw)
+                    .map_err(|e| Error::Corrupt(format!("snapshot index: {e}")))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        // Leftovers of interrupted snapshot builds or transfers.
+        for entry in std::fs::read_dir(snapshot_dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".mdb") && current.as_ref().is_none_or(|c| c.file != name) {
+                let _ = std::fs::remove_file(snapshot_dir.join(name));
+            }
+        }
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                db,
+                snapshot_dir: snapshot_dir.to_path_buf(),
+                current: Mutex::new(current),
+                next_snapshot: AtomicU64::new(1),
+                no_space: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+}
+
+impl Shared {
+    fn new_snapshot_path(&self, kind: &str) -> (String, PathBuf) {
+        let n = self.next_snapshot.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{kind}-{nanos}-{n}.mdb");
+        let path = self.snapshot_dir.join(&name);
+        (name, path)
+    }
+
+    /// Makes `file` the current snapshot, durably, and removes the previous one.
+    fn set_current(&self, snap: CurrentSnapshot) -> Result<()> {
+        let tmp = self.snapshot_dir.join("current.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&snap).map_err(|e| Error::Internal(e.to_string()))?,
+        )?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, self.snapshot_dir.join("current.json"))?;
+        let old = self.current.lock().unwrap().replace(snap);
+        if let Some(old) = old {
+            let _ = std::fs::remove_file(self.snapshot_dir.join(old.file));
+        }
+        Ok(())
+    }
+}
+
+fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
+    let last = match r.get_meta(LAST_APPLIED)? {
+        Some(raw) => bincode::deserialize(&raw)?,
+        None => None,
+    };
+    let membership = match r.get_meta(MEMBERSHIP)? {
+        Some(raw) => bincode::deserialize(&raw)?,
+        None => StoredMembership::default(),
+    };
+    Ok((last, membership))
+}
+
+/// Applies one entry into `w`; the caller records the last applied id.
+fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<CommandResult> {
+    match &entry.payload {
+        EntryPayload::Blank => Ok(Ok(Applied::Nothing)),
+        EntryPayload::Normal(cmd) if needs_rollback_scope(cmd) => w.scoped(|w| {
+            let r = apply(w, cmd)?;
+            let keep = r.is_ok();
+            Ok((r, keep))
+        }),
+        EntryPayload::Normal(cmd) => apply(w, cmd),
+        EntryPayload::Membership(m) => {
+            let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+            w.put_meta(MEMBERSHIP, &bincode::serialize(&stored)?)?;
+            Ok(Ok(Applied::Nothing))
+        }
+    }
+}
+
+fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<CommandResult>> {
+    let Some(last) = entries.last() else {
+        return Ok(Vec::new());
+    };
+    let whole = shared.db.write(|w| {
+        let results = entries
+            .iter()
+            .map(|e| apply_entry(w, e))
+            .collect::<Result<Vec<_>>>()?;
+        w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(last.log_id))?)?;
+        Ok(results)
+    });
+    match whole {
+        Err(e) if is_map_full(&e) => {}
+        other => return other,
+    }
+    // The map is full: find the entries that still fit, one at a time.
+    shared.no_space.store(true, Ordering::Relaxed);
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let log_id = bincode::serialize(&Some(entry.log_id))?;
+        let one = shared.db.write(|w| {
+            let r = apply_entry(w, entry)?;
+            w.put_meta(LAST_APPLIED, &log_id)?;
+            Ok(r)
+        });
+        let r = match one {
+            Err(e) if is_map_full(&e) => {
+                shared.db.write(|w| w.put_meta(LAST_APPLIED, &log_id))?;
+                Err(EtcdError::NoSpace)
+            }
+            other => other?,
+        };
+        results.push(r);
+    }
+    Ok(results)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let shared = self.shared.clone();
+        blocking(move || shared.db.read(applied_state))
+            .await
+            .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let shared = self.shared.clone();
+        blocking(move || apply_batch(&shared, &entries))
+            .await
+            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let (_, path) = self.shared.new_snapshot_path("recv");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        let sig = Some(meta.signature());
+        let io =
+            |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(sig.clone(), &e));
+        // Copy the received bytes to a file of our own naming, then load it.
+        let (name, path) = self.shared.new_snapshot_path("snap");
+        snapshot.flush().await.map_err(io)?;
+        snapshot
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(io)?;
+        let mut out = tokio::fs::File::create(&path).await.map_err(io)?;
+        tokio::io::copy(&mut snapshot, &mut out).await.map_err(io)?;
+        out.sync_all().await.map_err(io)?;
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        blocking(move || {
+            shared.db.load_from(&path)?;
+            shared.set_current(CurrentSnapshot { meta, file: name })
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.shared.current.lock().unwrap().clone();
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.shared.snapshot_dir.join(&current.file))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(current.meta.signature()), &e))?;
+        Ok(Some(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let shared = self.shared.clone();
+        let (name, path) = shared.new_snapshot_path("snap");
+        let build_path = path.clone();
+        let meta = blocking(move || {
+            shared.db.copy_to(&build_path)?;
+            // Read the copy's own applied state, so meta and data agree.
+            let (last_log_id, last_membership) =
+                SnapshotFile::open(&build_path)?.with(applied_state)?;
+            let id = match last_log_id {
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, name),
+                None => format!("0-0-{name}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: id,
+            };
+            shared.set_current(CurrentSnapshot {
+                meta: meta.clone(),
+                file: name,
+            })?;
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! Wires one node: storage and Raft groups (the table registry), then the
+//! etcd gRPC API and the REST endpoints, until `shutdown` resolves
+//! (mini-redis's `run(listener, shutdown)` shape).
+
+pub mod rest;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::tables::TablesService;
+use crate::api::{stable_id, Context, Member};
+use crate::error::{Error, Result};
+use crate::kv::validate::MAX_GRPC_RECV_BYTES;
+use crate::pb::armada::tables_server::TablesServer;
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::raft::group::GroupConfig;
+use crate::raft::registry::{Registry, RegistryConfig};
+
+/// The etcd version Armada reports: a 3.5-series semver, so clients that
+/// gate features on it (kube-apiserver) treat Armada as a modern etcd.
+pub const ETCD_VERSION: &str = "3.5.17";
+
+/// Everything a node needs, resolved from flags, config file and environment.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub api_listen: SocketAddr,
+    pub api_advertise: String,
+    pub default_table: String,
+    pub rest_listen: SocketAddr,
+    pub registry: RegistryConfig,
+}
+
+impl NodeConfig {
+    pub fn group(&self) -> &GroupConfig {
+        &self.registry.group
+    }
+}
+
+/// A running node's handles, for the REST endpoints.
+pub struct Node {
+    pub ctx: Arc<Context>,
+}
+
+pub async fn serve(cfg: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let registry = Arc::new(Registry::open(cfg.registry.clone()).await?);
+    if registry.get(&cfg.default_table).await.is_err() {
+        tracing::info!(table = %cfg.default_table, "creating the default table");
+        registry.create(&cfg.default_table).await?;
+    }
+    for group in registry.groups().await {
+        group.wait_for_leader(Duration::from_secs(30)).await?;
+    }
+    let peer_url = format!("http://{}", cfg.group().raft_address);
+    let ctx = Arc::new(Context {
+        registry: registry.clone(),
+        default_table: cfg.default_table.clone(),
+        cluster_id: stable_id(&format!("armada-cluster/{peer_url}")),
+        member: Member {
+            id: stable_id(&format!("armada-member/{}/{peer_url}", cfg.group().node_id)),
+            name: cfg.name.clone(),
+            client_urls: vec![cfg.api_advertise.clone()],
+            peer_urls: vec![peer_url],
+        },
+        version: ETCD_VERSION,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let rest = rest::serve(cfg.rest_listen, Arc::new(Node { ctx: ctx.clone() }), wait_stop(stop_rx.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(7200)))
+        .add_service(
+            KvServer::new(KvService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_GRPC_RECV_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
+        )
+        .add_service(ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(MAX_GRPC_RECV_BYTES))
+        .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
+        .serve_with_shutdown(cfg.api_listen, wait_stop(stop_rx.clone()));
+    tracing::info!(api = %cfg.api_listen, rest = %cfg.rest_listen, "armada leader serving etcd");
+    let (grpc, rest) = tokio::join!(grpc, rest);
+    registry.shutdown().await;
+    grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+    rest
+}
+
+/// Resolves a data path flag: absolute or relative to the working directory.
+pub fn path_or(flag: &Option<PathBuf>, default: PathBuf) -> PathBuf {
+    flag.clone().unwrap_or(default)
+}
