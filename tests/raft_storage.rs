@@ -1,0 +1,30 @@
+//! openraft's storage conformance suite over Armada's LMDB log store and
+//! state machine.
+
+use std::sync::Arc;
+
+use armada::raft::log_store::LogStore;
+use armada::raft::state_machine::StateMachine;
+use armada::raft::{StorageError, TypeConfig};
+use armada::storage::log::LogDb;
+use armada::storage::mvcc::MvccDb;
+use openraft::testing::{StoreBuilder, Suite};
+
+struct LmdbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for LmdbBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let io = |e: armada::error::Error| StorageError::from(openraft::StorageIOError::write(&e));
+        let log = LogDb::open(&dir.path().join("wal"), 1 << 30).map_err(io)?;
+        let db = MvccDb::open(&dir.path().join("sm"), 1 << 30).map_err(io)?;
+        let sm = StateMachine::open(db, &dir.path().join("snapshots")).map_err(io)?;
+        Ok((dir, LogStore::new(Arc::new(log)), sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(LmdbBuilder)?;
+    Ok(())
+}
