@@ -19,7 +19,11 @@ use crate::raft::registry::RegistryConfig;
 use crate::server::NodeConfig;
 
 #[derive(Parser, Debug)]
-#[command(name = "armada", version, about = "An etcd-compatible key-value store with per-table Raft groups")]
+#[command(
+    name = "armada",
+    version,
+    about = "An etcd-compatible key-value store with per-table Raft groups"
+)]
 #[command(args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,7 +43,12 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct TableArgs {
     /// etcd API endpoint of a node.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:2379", env = "ARMADA_ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:2379",
+        env = "ARMADA_ENDPOINT"
+    )]
     pub endpoint: String,
     #[command(subcommand)]
     pub action: TableAction,
@@ -61,7 +70,11 @@ pub struct LeaderArgs {
     #[arg(long, env = "ARMADA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Root of all data. The --raft.*-dir flags override parts of it.
-    #[arg(long = "data-dir", env = "ARMADA_DATA_DIR", default_value = "./armada-data")]
+    #[arg(
+        long = "data-dir",
+        env = "ARMADA_DATA_DIR",
+        default_value = "./armada-data"
+    )]
     pub data_dir: PathBuf,
     /// Member name reported by Cluster.MemberList (default: armada-<node id>).
     #[arg(long, env = "ARMADA_NAME")]
@@ -74,13 +87,21 @@ pub struct LeaderArgs {
     pub dev_mode: bool,
 
     /// etcd API server address.
-    #[arg(long = "api.address", env = "ARMADA_API_ADDRESS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long = "api.address",
+        env = "ARMADA_API_ADDRESS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub api_address: String,
     /// Advertised etcd API address, reported as the member's client URL.
     #[arg(long = "api.advertise-address", env = "ARMADA_API_ADVERTISE_ADDRESS")]
     pub api_advertise_address: Option<String>,
     /// Table for etcd requests without the `armada-table` metadata.
-    #[arg(long = "api.default-table", env = "ARMADA_API_DEFAULT_TABLE", default_value = "default")]
+    #[arg(
+        long = "api.default-table",
+        env = "ARMADA_API_DEFAULT_TABLE",
+        default_value = "default"
+    )]
     pub api_default_table: String,
     /// TLS certificate of the API server (TLS is not implemented yet; setting it is an error).
     #[arg(long = "api.cert-filename", env = "ARMADA_API_CERT_FILENAME")]
@@ -90,34 +111,66 @@ pub struct LeaderArgs {
     pub api_key_filename: Option<PathBuf>,
 
     /// Raft node id (>= 1).
-    #[arg(long = "raft.node-id", env = "ARMADA_RAFT_NODE_ID", default_value_t = 1)]
+    #[arg(
+        long = "raft.node-id",
+        env = "ARMADA_RAFT_NODE_ID",
+        default_value_t = 1
+    )]
     pub raft_node_id: u64,
     /// Raft address other nodes reach this node at; also its peer URL.
-    #[arg(long = "raft.address", env = "ARMADA_RAFT_ADDRESS", default_value = "127.0.0.1:5012")]
+    #[arg(
+        long = "raft.address",
+        env = "ARMADA_RAFT_ADDRESS",
+        default_value = "127.0.0.1:5012"
+    )]
     pub raft_address: String,
     /// Raft listen address (default: --raft.address). Used once clusters exist.
     #[arg(long = "raft.listen-address", env = "ARMADA_RAFT_LISTEN_ADDRESS")]
     pub raft_listen_address: Option<String>,
     /// Initial members `1=host:port,2=host:port` (clusters; a single node needs none).
-    #[arg(long = "raft.initial-members", env = "ARMADA_RAFT_INITIAL_MEMBERS", default_value = "")]
+    #[arg(
+        long = "raft.initial-members",
+        env = "ARMADA_RAFT_INITIAL_MEMBERS",
+        default_value = ""
+    )]
     pub raft_initial_members: String,
     /// Round trip time between nodes: the logical clock tick.
     #[arg(long = "raft.rtt", env = "ARMADA_RAFT_RTT", default_value = "50ms", value_parser = parse_duration)]
     pub raft_rtt: Duration,
     /// Heartbeat interval in RTTs.
-    #[arg(long = "raft.heartbeat-rtt", env = "ARMADA_RAFT_HEARTBEAT_RTT", default_value_t = 1)]
+    #[arg(
+        long = "raft.heartbeat-rtt",
+        env = "ARMADA_RAFT_HEARTBEAT_RTT",
+        default_value_t = 1
+    )]
     pub raft_heartbeat_rtt: u64,
     /// Minimum election timeout in RTTs (randomised up to twice this).
-    #[arg(long = "raft.election-rtt", env = "ARMADA_RAFT_ELECTION_RTT", default_value_t = 20)]
+    #[arg(
+        long = "raft.election-rtt",
+        env = "ARMADA_RAFT_ELECTION_RTT",
+        default_value_t = 20
+    )]
     pub raft_election_rtt: u64,
     /// Take a snapshot every this many applied entries (0: never).
-    #[arg(long = "raft.snapshot-entries", env = "ARMADA_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10000)]
+    #[arg(
+        long = "raft.snapshot-entries",
+        env = "ARMADA_RAFT_SNAPSHOT_ENTRIES",
+        default_value_t = 10000
+    )]
     pub raft_snapshot_entries: u64,
     /// Entries kept in the log after a snapshot.
-    #[arg(long = "raft.compaction-overhead", env = "ARMADA_RAFT_COMPACTION_OVERHEAD", default_value_t = 5000)]
+    #[arg(
+        long = "raft.compaction-overhead",
+        env = "ARMADA_RAFT_COMPACTION_OVERHEAD",
+        default_value_t = 5000
+    )]
     pub raft_compaction_overhead: u64,
     /// Target bytes of unapplied entries held in memory (bounds append batches).
-    #[arg(long = "raft.max-in-mem-log-size", env = "ARMADA_RAFT_MAX_IN_MEM_LOG_SIZE", default_value_t = 6291456)]
+    #[arg(
+        long = "raft.max-in-mem-log-size",
+        env = "ARMADA_RAFT_MAX_IN_MEM_LOG_SIZE",
+        default_value_t = 6291456
+    )]
     pub raft_max_in_mem_log_size: u64,
     /// Raft internal storage: table catalogue and snapshots (default <data-dir>/raft).
     #[arg(long = "raft.node-host-dir", env = "ARMADA_RAFT_NODE_HOST_DIR")]
@@ -130,7 +183,11 @@ pub struct LeaderArgs {
     pub raft_state_machine_dir: Option<PathBuf>,
 
     /// REST address: /healthz, /readyz, /metrics.
-    #[arg(long = "rest.address", env = "ARMADA_REST_ADDRESS", default_value = "http://127.0.0.1:8079")]
+    #[arg(
+        long = "rest.address",
+        env = "ARMADA_REST_ADDRESS",
+        default_value = "http://127.0.0.1:8079"
+    )]
     pub rest_address: String,
     /// Maximum duration for reading a REST request.
     #[arg(long = "rest.read-timeout", env = "ARMADA_REST_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -140,29 +197,58 @@ pub struct LeaderArgs {
     #[arg(long = "storage.map-size", env = "ARMADA_STORAGE_MAP_SIZE", default_value_t = 8 << 30)]
     pub storage_map_size: usize,
     /// Accepted for Regatta compatibility; LMDB uses the OS page cache instead.
-    #[arg(long = "storage.block-cache-size", env = "ARMADA_STORAGE_BLOCK_CACHE_SIZE", default_value_t = 16777216)]
+    #[arg(
+        long = "storage.block-cache-size",
+        env = "ARMADA_STORAGE_BLOCK_CACHE_SIZE",
+        default_value_t = 16777216
+    )]
     pub storage_block_cache_size: u64,
     /// Accepted for Regatta compatibility; LMDB keeps no table cache.
-    #[arg(long = "storage.table-cache-size", env = "ARMADA_STORAGE_TABLE_CACHE_SIZE", default_value_t = 1024)]
+    #[arg(
+        long = "storage.table-cache-size",
+        env = "ARMADA_STORAGE_TABLE_CACHE_SIZE",
+        default_value_t = 1024
+    )]
     pub storage_table_cache_size: u64,
 
     /// Replication API address served to follower clusters (cross-cluster replication).
-    #[arg(long = "replication.address", env = "ARMADA_REPLICATION_ADDRESS", default_value = "http://127.0.0.1:8444")]
+    #[arg(
+        long = "replication.address",
+        env = "ARMADA_REPLICATION_ADDRESS",
+        default_value = "http://127.0.0.1:8444"
+    )]
     pub replication_address: String,
     /// Whether the replication API is served (cross-cluster replication; not served yet).
-    #[arg(long = "replication.enabled", env = "ARMADA_REPLICATION_ENABLED", default_value_t = false)]
+    #[arg(
+        long = "replication.enabled",
+        env = "ARMADA_REPLICATION_ENABLED",
+        default_value_t = false
+    )]
     pub replication_enabled: bool,
     /// Maximum size of one replication message sent to followers.
-    #[arg(long = "replication.max-send-message-size-bytes", env = "ARMADA_REPLICATION_MAX_SEND_MESSAGE_SIZE_BYTES", default_value_t = 4194304)]
+    #[arg(
+        long = "replication.max-send-message-size-bytes",
+        env = "ARMADA_REPLICATION_MAX_SEND_MESSAGE_SIZE_BYTES",
+        default_value_t = 4194304
+    )]
     pub replication_max_send_message_size_bytes: u64,
     /// Replication server certificate (mTLS).
-    #[arg(long = "replication.cert-filename", env = "ARMADA_REPLICATION_CERT_FILENAME")]
+    #[arg(
+        long = "replication.cert-filename",
+        env = "ARMADA_REPLICATION_CERT_FILENAME"
+    )]
     pub replication_cert_filename: Option<PathBuf>,
     /// Replication server private key (mTLS).
-    #[arg(long = "replication.key-filename", env = "ARMADA_REPLICATION_KEY_FILENAME")]
+    #[arg(
+        long = "replication.key-filename",
+        env = "ARMADA_REPLICATION_KEY_FILENAME"
+    )]
     pub replication_key_filename: Option<PathBuf>,
     /// CA of replication clients (mTLS).
-    #[arg(long = "replication.ca-filename", env = "ARMADA_REPLICATION_CA_FILENAME")]
+    #[arg(
+        long = "replication.ca-filename",
+        env = "ARMADA_REPLICATION_CA_FILENAME"
+    )]
     pub replication_ca_filename: Option<PathBuf>,
 }
 
@@ -178,10 +264,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -199,7 +289,10 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 
 /// `http://host:port` or `host:port` to a socket address.
 pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
-    let hostport = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://")).unwrap_or(value);
+    let hostport = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .unwrap_or(value);
     hostport
         .to_socket_addrs()
         .ok()
@@ -210,7 +303,9 @@ pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
 impl LeaderArgs {
     pub fn node_config(&self) -> Result<NodeConfig> {
         if self.api_cert_filename.is_some() || self.api_key_filename.is_some() {
-            return Err(Error::InvalidInput("TLS on the API port is not implemented yet".into()));
+            return Err(Error::InvalidInput(
+                "TLS on the API port is not implemented yet".into(),
+            ));
         }
         if self.raft_node_id == 0 {
             return Err(Error::InvalidInput("--raft.node-id must be >= 1".into()));
@@ -221,22 +316,41 @@ impl LeaderArgs {
             ));
         }
         if self.replication_enabled {
-            return Err(Error::InvalidInput("--replication.enabled: cross-cluster replication is not implemented yet".into()));
+            return Err(Error::InvalidInput(
+                "--replication.enabled: cross-cluster replication is not implemented yet".into(),
+            ));
         }
         let api_listen = parse_address("api.address", &self.api_address)?;
         let rest_listen = parse_address("rest.address", &self.rest_address)?;
-        let node_host_dir = self.raft_node_host_dir.clone().unwrap_or_else(|| self.data_dir.join("raft"));
-        let wal_dir = self.raft_wal_dir.clone().unwrap_or_else(|| node_host_dir.join("wal"));
-        let state_machine_dir = self.raft_state_machine_dir.clone().unwrap_or_else(|| self.data_dir.join("state-machine"));
+        let node_host_dir = self
+            .raft_node_host_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("raft"));
+        let wal_dir = self
+            .raft_wal_dir
+            .clone()
+            .unwrap_or_else(|| node_host_dir.join("wal"));
+        let state_machine_dir = self
+            .raft_state_machine_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("state-machine"));
         let rtt_ms = (self.raft_rtt.as_millis() as u64).max(1);
         let heartbeat_ms = rtt_ms * self.raft_heartbeat_rtt.max(1);
         let election_ms = rtt_ms * self.raft_election_rtt.max(2);
         if election_ms <= heartbeat_ms {
-            return Err(Error::InvalidInput("--raft.election-rtt must be greater than --raft.heartbeat-rtt".into()));
+            return Err(Error::InvalidInput(
+                "--raft.election-rtt must be greater than --raft.heartbeat-rtt".into(),
+            ));
         }
-        let advertise = self.api_advertise_address.clone().unwrap_or_else(|| format!("http://{api_listen}"));
+        let advertise = self
+            .api_advertise_address
+            .clone()
+            .unwrap_or_else(|| format!("http://{api_listen}"));
         Ok(NodeConfig {
-            name: self.name.clone().unwrap_or_else(|| format!("armada-{}", self.raft_node_id)),
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("armada-{}", self.raft_node_id)),
             api_listen,
             api_advertise: advertise,
             default_table: self.api_default_table.clone(),
@@ -269,15 +383,26 @@ impl LeaderArgs {
 /// command line or in the environment becomes `--key=value`.
 pub fn args_with_config_file(mut argv: Vec<String>) -> Result<Vec<String>> {
     let path = argv.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--config=").map(str::to_string).or_else(|| (a == "--config").then(|| argv.get(i + 1).cloned()).flatten())
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| argv.get(i + 1).cloned())
+                .flatten()
+        })
     });
-    let Some(path) = path.or_else(|| std::env::var("ARMADA_CONFIG").ok()) else { return Ok(argv) };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::InvalidInput(format!("--config {path}: {e}")))?;
-    let table: toml::Table = text.parse().map_err(|e| Error::InvalidInput(format!("--config {path}: {e}")))?;
+    let Some(path) = path.or_else(|| std::env::var("ARMADA_CONFIG").ok()) else {
+        return Ok(argv);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::InvalidInput(format!("--config {path}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| Error::InvalidInput(format!("--config {path}: {e}")))?;
     let mut flat = Vec::new();
     flatten("", &table, &mut flat);
     for (key, value) in flat {
-        let given = argv.iter().any(|a| a == &format!("--{key}") || a.starts_with(&format!("--{key}=")));
+        let given = argv
+            .iter()
+            .any(|a| a == &format!("--{key}") || a.starts_with(&format!("--{key}=")));
         let env = format!("ARMADA_{}", key.to_uppercase().replace(['.', '-'], "_"));
         if !given && std::env::var_os(env).is_none() {
             argv.push(format!("--{key}={value}"));
@@ -288,7 +413,11 @@ pub fn args_with_config_file(mut argv: Vec<String>) -> Result<Vec<String>> {
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out),
             toml::Value::String(s) => out.push((key, s.clone())),
@@ -312,11 +441,16 @@ mod tests {
     #[test]
     fn defaults_match_design() {
         let cli = Cli::try_parse_from(["armada", "leader"]).unwrap();
-        let Command::Leader(args) = cli.command else { panic!("leader") };
+        let Command::Leader(args) = cli.command else {
+            panic!("leader")
+        };
         let cfg = args.node_config().unwrap();
         assert_eq!(cfg.api_listen.to_string(), "127.0.0.1:2379");
         assert_eq!(cfg.rest_listen.to_string(), "127.0.0.1:8079");
-        assert_eq!(cfg.registry.state_machine_dir, PathBuf::from("./armada-data/state-machine"));
+        assert_eq!(
+            cfg.registry.state_machine_dir,
+            PathBuf::from("./armada-data/state-machine")
+        );
         assert_eq!(cfg.default_table, "default");
         assert_eq!(cfg.group().election_ms, 1000);
     }
@@ -325,11 +459,22 @@ mod tests {
     fn config_file_fills_missing_flags_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("armada.toml");
-        std::fs::write(&path, "data-dir = \"/x\"\n[api]\naddress = \"http://127.0.0.1:1\"\ndefault-table = \"t\"\n").unwrap();
-        let argv = vec!["armada".into(), "leader".into(), format!("--config={}", path.display()), "--api.default-table=u".into()];
+        std::fs::write(
+            &path,
+            "data-dir = \"/x\"\n[api]\naddress = \"http://127.0.0.1:1\"\ndefault-table = \"t\"\n",
+        )
+        .unwrap();
+        let argv = vec![
+            "armada".into(),
+            "leader".into(),
+            format!("--config={}", path.display()),
+            "--api.default-table=u".into(),
+        ];
         let argv = args_with_config_file(argv).unwrap();
         let cli = Cli::try_parse_from(argv).unwrap();
-        let Command::Leader(args) = cli.command else { panic!("leader") };
+        let Command::Leader(args) = cli.command else {
+            panic!("leader")
+        };
         assert_eq!(args.api_default_table, "u");
         assert_eq!(args.api_address, "http://127.0.0.1:1");
         assert_eq!(args.data_dir, PathBuf::from("/x"));

@@ -6,9 +6,16 @@ use armada::pb::armada::{CreateTableRequest, DeleteTableRequest, ListTablesReque
 use clap::Parser;
 
 fn init_tracing(level: &str, dev: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if dev { "debug,openraft=info".to_string() } else { format!("{},openraft=warn", level.to_lowercase()) }));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if dev {
+            "debug,openraft=info".to_string()
+        } else {
+            format!("{},openraft=warn", level.to_lowercase())
+        })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if dev {
         builder.init();
     } else {
@@ -17,7 +24,8 @@ fn init_tracing(level: &str, dev: bool) {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -30,7 +38,11 @@ async fn main() -> anyhow::Result<()> {
     let argv = args_with_config_file(std::env::args().collect())?;
     let cli = Cli::parse_from(argv);
     match cli.command {
-        Command::Version => println!("armada {} (etcd API {})", env!("CARGO_PKG_VERSION"), armada::server::ETCD_VERSION),
+        Command::Version => println!(
+            "armada {} (etcd API {})",
+            env!("CARGO_PKG_VERSION"),
+            armada::server::ETCD_VERSION
+        ),
         Command::Leader(args) => {
             init_tracing(&args.log_level, args.dev_mode);
             let cfg = args.node_config()?;
@@ -40,13 +52,18 @@ async fn main() -> anyhow::Result<()> {
             let mut client = TablesClient::connect(t.endpoint.clone()).await?;
             match t.action {
                 TableAction::Create { name } => {
-                    let resp = client.create(CreateTableRequest { name }).await?.into_inner();
+                    let resp = client
+                        .create(CreateTableRequest { name })
+                        .await?
+                        .into_inner();
                     if let Some(table) = resp.table {
                         println!("created table {} (epoch {})", table.name, table.epoch);
                     }
                 }
                 TableAction::Delete { name } => {
-                    client.delete(DeleteTableRequest { name: name.clone() }).await?;
+                    client
+                        .delete(DeleteTableRequest { name: name.clone() })
+                        .await?;
                     println!("deleted table {name}");
                 }
                 TableAction::List => {

@@ -15,7 +15,11 @@ use armada::pb::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 use tonic::transport::Channel;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -36,14 +40,25 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start armada");
-        Server { child, endpoint: format!("http://127.0.0.1:{api}") }
+        Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{api}"),
+        }
     }
 
     async fn ready(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(ch) = Channel::from_shared(self.endpoint.clone()).unwrap().connect().await {
-                if MaintenanceClient::new(ch.clone()).status(StatusRequest {}).await.is_ok() {
+            if let Ok(ch) = Channel::from_shared(self.endpoint.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                if MaintenanceClient::new(ch.clone())
+                    .status(StatusRequest {})
+                    .await
+                    .is_ok()
+                {
                     return ch;
                 }
             }
@@ -91,9 +106,17 @@ async fn acknowledged_writes_survive_kill_9() {
                     break;
                 }
                 let key = format!("k/{w}/{i:06}");
-                let req = PutRequest { key: key.clone().into(), value: format!("v{i}").into(), ..Default::default() };
+                let req = PutRequest {
+                    key: key.clone().into(),
+                    value: format!("v{i}").into(),
+                    ..Default::default()
+                };
                 match kv.put(req).await {
-                    Ok(resp) => acked.push((key, format!("v{i}"), resp.into_inner().header.unwrap().revision)),
+                    Ok(resp) => acked.push((
+                        key,
+                        format!("v{i}"),
+                        resp.into_inner().header.unwrap().revision,
+                    )),
                     Err(_) => break,
                 }
             }
@@ -105,7 +128,13 @@ async fn acknowledged_writes_survive_kill_9() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = probe
-            .range(RangeRequest { key: b"k/".to_vec(), range_end: b"k0".to_vec(), count_only: true, serializable: true, ..Default::default() })
+            .range(RangeRequest {
+                key: b"k/".to_vec(),
+                range_end: b"k0".to_vec(),
+                count_only: true,
+                serializable: true,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -129,19 +158,38 @@ async fn acknowledged_writes_survive_kill_9() {
     let ch = server.ready().await;
     let mut kv = KvClient::new(ch);
     let all = kv
-        .range(RangeRequest { key: b"k/".to_vec(), range_end: b"k0".to_vec(), ..Default::default() })
+        .range(RangeRequest {
+            key: b"k/".to_vec(),
+            range_end: b"k0".to_vec(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    let stored: std::collections::HashMap<Vec<u8>, (Vec<u8>, i64)> =
-        all.kvs.into_iter().map(|kv| (kv.key, (kv.value, kv.mod_revision))).collect();
+    let stored: std::collections::HashMap<Vec<u8>, (Vec<u8>, i64)> = all
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, (kv.value, kv.mod_revision)))
+        .collect();
     for (key, value, rev) in &acked {
-        let got = stored.get(key.as_bytes()).unwrap_or_else(|| panic!("acknowledged {key} lost after kill -9"));
+        let got = stored
+            .get(key.as_bytes())
+            .unwrap_or_else(|| panic!("acknowledged {key} lost after kill -9"));
         assert_eq!(got.0, value.as_bytes(), "{key}");
         assert_eq!(got.1, *rev, "{key} revision");
     }
-    assert!(all.header.unwrap().revision >= max_rev, "revision went backwards after restart");
+    assert!(
+        all.header.unwrap().revision >= max_rev,
+        "revision went backwards after restart"
+    );
     // The table keeps working after recovery.
-    let resp = kv.put(PutRequest { key: b"after".to_vec(), value: b"x".to_vec(), ..Default::default() }).await.unwrap();
+    let resp = kv
+        .put(PutRequest {
+            key: b"after".to_vec(),
+            value: b"x".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(resp.into_inner().header.unwrap().revision > max_rev);
 }

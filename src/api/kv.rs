@@ -11,8 +11,8 @@ use crate::kv::command::{Applied, Command};
 use crate::kv::{range, validate, MvccRead};
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 
 pub struct KvService {
@@ -33,7 +33,10 @@ fn unexpected(applied: Applied) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
         validate::range(&req).map_err(status)?;
@@ -63,12 +66,19 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
         validate::delete_range(&req).map_err(status)?;
         check_size(&req)?;
-        match group.write(Command::DeleteRange(req)).await.map_err(status)? {
+        match group
+            .write(Command::DeleteRange(req))
+            .await
+            .map_err(status)?
+        {
             Applied::DeleteRange(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
                 Ok(Response::new(resp))
@@ -92,7 +102,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
         validate::compact(&req).map_err(status)?;

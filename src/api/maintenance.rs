@@ -13,9 +13,10 @@ use super::{status, Context};
 use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
-    alarm_request, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
-    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    alarm_request, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest,
+    DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
 
 pub struct MaintenanceService {
@@ -24,7 +25,10 @@ pub struct MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
         let nospace = AlarmType::Nospace as i32;
@@ -33,17 +37,32 @@ impl Maintenance for MaintenanceService {
         }
         let mut alarms = Vec::new();
         if group.alarm_no_space() {
-            alarms.push(AlarmMember { member_id: self.ctx.member.id, alarm: nospace });
+            alarms.push(AlarmMember {
+                member_id: self.ctx.member.id,
+                alarm: nospace,
+            });
         }
-        let mut resp = AlarmResponse { header: None, alarms };
-        let rev = group.read(false, |r| Ok(r.revision_state()?.current)).await.map_err(status)?;
+        let mut resp = AlarmResponse {
+            header: None,
+            alarms,
+        };
+        let rev = group
+            .read(false, |r| Ok(r.revision_state()?.current))
+            .await
+            .map_err(status)?;
         self.ctx.fill(&group, &mut resp.header, Some(rev));
         Ok(Response::new(resp))
     }
 
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
-        let rev = group.read(false, |r| Ok(r.revision_state()?.current)).await.map_err(status)?;
+        let rev = group
+            .read(false, |r| Ok(r.revision_state()?.current))
+            .await
+            .map_err(status)?;
         let st = group.status();
         let mut errors = Vec::new();
         if group.alarm_no_space() {
@@ -56,7 +75,11 @@ impl Maintenance for MaintenanceService {
             header: None,
             version: self.ctx.version.to_string(),
             db_size: st.db_size as i64,
-            leader: if st.leader.is_some() { self.ctx.member.id } else { 0 },
+            leader: if st.leader.is_some() {
+                self.ctx.member.id
+            } else {
+                0
+            },
             raft_index: st.last_log_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
@@ -68,7 +91,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         // LMDB reuses freed pages in place; there is nothing to rewrite.
         self.ctx.group(request.metadata()).await?;
         Ok(Response::new(DefragmentResponse { header: None }))
@@ -85,7 +111,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let requested = request.into_inner().revision;
         let (hash, state) = group
@@ -96,22 +125,39 @@ impl Maintenance for MaintenanceService {
             })
             .await
             .map_err(status)?;
-        let mut resp = HashKvResponse { header: None, hash, compact_revision: state.compacted };
+        let mut resp = HashKvResponse {
+            header: None,
+            hash,
+            compact_revision: state.compacted,
+        };
         self.ctx.fill(&group, &mut resp.header, Some(state.current));
         Ok(Response::new(resp))
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("armada: etcd (bbolt) snapshots are not available; use `armada backup`"))
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented(
+            "armada: etcd (bbolt) snapshots are not available; use `armada backup`",
+        ))
     }
 
-    async fn move_leader(&self, _request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("armada: MoveLeader is not supported yet"))
+    async fn move_leader(
+        &self,
+        _request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "armada: MoveLeader is not supported yet",
+        ))
     }
 
-    async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("armada: Downgrade is not supported"))
     }
 }

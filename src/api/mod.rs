@@ -48,7 +48,9 @@ impl Context {
         let name = match metadata.get(TABLE_HEADER) {
             Some(v) => v
                 .to_str()
-                .map_err(|_| Status::invalid_argument("armada: armada-table metadata is not ASCII"))?
+                .map_err(|_| {
+                    Status::invalid_argument("armada: armada-table metadata is not ASCII")
+                })?
                 .to_string(),
             None => self.default_table.clone(),
         };
@@ -60,7 +62,12 @@ impl Context {
     }
 
     /// Completes a response header the way etcd's `header.fill` does.
-    pub fn fill(&self, group: &RaftGroup, header: &mut Option<ResponseHeader>, revision: Option<i64>) {
+    pub fn fill(
+        &self,
+        group: &RaftGroup,
+        header: &mut Option<ResponseHeader>,
+        revision: Option<i64>,
+    ) {
         let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.cluster_id;
         h.member_id = self.member.id;

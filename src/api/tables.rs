@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::Context;
 use crate::pb::armada::tables_server::Tables;
 use crate::pb::armada::{
-    CreateTableRequest, CreateTableResponse, DeleteTableRequest, DeleteTableResponse, ListTablesRequest,
-    ListTablesResponse, TableInfo,
+    CreateTableRequest, CreateTableResponse, DeleteTableRequest, DeleteTableResponse,
+    ListTablesRequest, ListTablesResponse, TableInfo,
 };
 
 pub struct TablesService {
@@ -17,23 +17,43 @@ pub struct TablesService {
 
 #[tonic::async_trait]
 impl Tables for TablesService {
-    async fn create(&self, request: Request<CreateTableRequest>) -> Result<Response<CreateTableResponse>, Status> {
+    async fn create(
+        &self,
+        request: Request<CreateTableRequest>,
+    ) -> Result<Response<CreateTableResponse>, Status> {
         let name = request.into_inner().name;
         let epoch = self.ctx.registry.create(&name).await?;
-        Ok(Response::new(CreateTableResponse { table: Some(TableInfo { name, epoch }) }))
+        Ok(Response::new(CreateTableResponse {
+            table: Some(TableInfo { name, epoch }),
+        }))
     }
 
-    async fn delete(&self, request: Request<DeleteTableRequest>) -> Result<Response<DeleteTableResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteTableRequest>,
+    ) -> Result<Response<DeleteTableResponse>, Status> {
         let name = request.into_inner().name;
         if name == self.ctx.default_table {
-            return Err(Status::failed_precondition(format!("armada: table {name:?} is this node's default table")));
+            return Err(Status::failed_precondition(format!(
+                "armada: table {name:?} is this node's default table"
+            )));
         }
         self.ctx.registry.delete(&name).await?;
         Ok(Response::new(DeleteTableResponse {}))
     }
 
-    async fn list(&self, _request: Request<ListTablesRequest>) -> Result<Response<ListTablesResponse>, Status> {
-        let tables = self.ctx.registry.list().await.into_iter().map(|(name, epoch)| TableInfo { name, epoch }).collect();
+    async fn list(
+        &self,
+        _request: Request<ListTablesRequest>,
+    ) -> Result<Response<ListTablesResponse>, Status> {
+        let tables = self
+            .ctx
+            .registry
+            .list()
+            .await
+            .into_iter()
+            .map(|(name, epoch)| TableInfo { name, epoch })
+            .collect();
         Ok(Response::new(ListTablesResponse { tables }))
     }
 }

@@ -102,10 +102,7 @@ pub fn range(
         current: view_rev,
         compacted,
     };
-    let rev = match check_revision(req.revision, state) {
-        Ok(rev) => rev,
-        Err(e) => return Err(e.into()),
-    };
+    let rev = check_revision(req.revision, state)?;
     let keys = KeyRange::new(&req.key, &req.range_end);
 
     let sort_order = range_request::SortOrder::try_from(req.sort_order)

@@ -50,7 +50,7 @@ pub fn is_read_only(req: &TxnRequest) -> bool {
         })
 }
 
-fn chosen<'r>(req: &'r TxnRequest, succeeded: bool) -> &'r [RequestOp] {
+fn chosen(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
     if succeeded {
         &req.success
     } else {
@@ -170,14 +170,12 @@ fn check(
                     return Err(EtcdError::LeaseNotFound.into());
                 }
             }
-            Some(request_op::Request::RequestRange(r)) => {
-                if r.revision != 0 {
-                    if r.revision > begin.current {
-                        return Err(EtcdError::FutureRev.into());
-                    }
-                    if r.revision < begin.compacted {
-                        return Err(EtcdError::Compacted.into());
-                    }
+            Some(request_op::Request::RequestRange(r)) if r.revision != 0 => {
+                if r.revision > begin.current {
+                    return Err(EtcdError::FutureRev.into());
+                }
+                if r.revision < begin.compacted {
+                    return Err(EtcdError::Compacted.into());
                 }
             }
             _ => {}

@@ -50,7 +50,10 @@ pub struct Node {
     pub ctx: Arc<Context>,
 }
 
-pub async fn serve(cfg: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    cfg: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let registry = Arc::new(Registry::open(cfg.registry.clone()).await?);
     if registry.get(&cfg.default_table).await.is_err() {
         tracing::info!(table = %cfg.default_table, "creating the default table");
@@ -82,7 +85,11 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl Future<Output = ()> + Send + 
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let rest = rest::serve(cfg.rest_listen, Arc::new(Node { ctx: ctx.clone() }), wait_stop(stop_rx.clone()));
+    let rest = rest::serve(
+        cfg.rest_listen,
+        Arc::new(Node { ctx: ctx.clone() }),
+        wait_stop(stop_rx.clone()),
+    );
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(7200)))
         .add_service(
@@ -94,7 +101,10 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl Future<Output = ()> + Send + 
             MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
         )
-        .add_service(ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(MAX_GRPC_RECV_BYTES))
+        .add_service(
+            ClusterServer::new(ClusterService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
+        )
         .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
         .serve_with_shutdown(cfg.api_listen, wait_stop(stop_rx.clone()));
     tracing::info!(api = %cfg.api_listen, rest = %cfg.rest_listen, "armada leader serving etcd");

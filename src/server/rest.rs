@@ -16,7 +16,11 @@ use super::Node;
 use crate::error::{Error, Result};
 use crate::kv::MvccRead;
 
-pub async fn serve(addr: SocketAddr, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let app = Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -54,19 +58,43 @@ async fn metrics(State(node): State<Arc<Node>>) -> (StatusCode, String) {
 async fn render(node: &Node) -> Result<String> {
     let registry = Registry::new();
     let gauge = |name: &str, help: &str| -> Result<GaugeVec> {
-        let g = GaugeVec::new(Opts::new(name, help), &["table"]).map_err(|e| Error::Internal(e.to_string()))?;
-        registry.register(Box::new(g.clone())).map_err(|e| Error::Internal(e.to_string()))?;
+        let g = GaugeVec::new(Opts::new(name, help), &["table"])
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        registry
+            .register(Box::new(g.clone()))
+            .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(g)
     };
     let revision = gauge("armada_table_revision", "The table's etcd store revision.")?;
-    let compacted = gauge("armada_table_compact_revision", "The table's last compaction revision.")?;
-    let term = gauge("armada_raft_term", "Current raft term of the table's group.")?;
-    let is_leader = gauge("armada_raft_is_leader", "1 if this node is the raft leader of the table's group.")?;
-    let last_log = gauge("armada_raft_last_log_index", "Last raft log index of the table's group.")?;
-    let applied = gauge("armada_raft_applied_index", "Last applied raft log index of the table's group.")?;
+    let compacted = gauge(
+        "armada_table_compact_revision",
+        "The table's last compaction revision.",
+    )?;
+    let term = gauge(
+        "armada_raft_term",
+        "Current raft term of the table's group.",
+    )?;
+    let is_leader = gauge(
+        "armada_raft_is_leader",
+        "1 if this node is the raft leader of the table's group.",
+    )?;
+    let last_log = gauge(
+        "armada_raft_last_log_index",
+        "Last raft log index of the table's group.",
+    )?;
+    let applied = gauge(
+        "armada_raft_applied_index",
+        "Last applied raft log index of the table's group.",
+    )?;
     let db_size = gauge("armada_db_size_bytes", "Bytes of the table's LMDB files.")?;
-    let db_in_use = gauge("armada_db_size_in_use_bytes", "Bytes of the table's LMDB pages in use.")?;
-    let no_space = gauge("armada_alarm_nospace", "1 if the table's NOSPACE alarm is raised.")?;
+    let db_in_use = gauge(
+        "armada_db_size_in_use_bytes",
+        "Bytes of the table's LMDB pages in use.",
+    )?;
+    let no_space = gauge(
+        "armada_alarm_nospace",
+        "1 if the table's NOSPACE alarm is raised.",
+    )?;
     for group in node.ctx.registry.groups().await {
         let t = [group.table.as_str()];
         let st = group.status();
@@ -74,14 +102,22 @@ async fn render(node: &Node) -> Result<String> {
         revision.with_label_values(&t).set(revs.current as f64);
         compacted.with_label_values(&t).set(revs.compacted as f64);
         term.with_label_values(&t).set(st.term as f64);
-        is_leader.with_label_values(&t).set(f64::from(u8::from(st.leader == Some(group.node_id))));
+        is_leader
+            .with_label_values(&t)
+            .set(f64::from(u8::from(st.leader == Some(group.node_id))));
         last_log.with_label_values(&t).set(st.last_log_index as f64);
         applied.with_label_values(&t).set(st.applied_index as f64);
         db_size.with_label_values(&t).set(st.db_size as f64);
-        db_in_use.with_label_values(&t).set(st.db_size_in_use as f64);
-        no_space.with_label_values(&t).set(f64::from(u8::from(group.alarm_no_space())));
+        db_in_use
+            .with_label_values(&t)
+            .set(st.db_size_in_use as f64);
+        no_space
+            .with_label_values(&t)
+            .set(f64::from(u8::from(group.alarm_no_space())));
     }
     let mut out = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut out).map_err(|e| Error::Internal(e.to_string()))?;
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what the tests need when it is
+# missing: protoc (for the etcd-client crate's build script) and Debian's
+# etcd 3.4.23 server and etcdctl (the reference the compat suite compares
+# against).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The compat suite starts the armada binary, so build it first.
+cargo build --bins
+cargo test --workspace -- --test-threads 2
