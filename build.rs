@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Raft log entries carry etcd requests as logical commands, and
         // apply results travel back through openraft: both need serde.
-        .type_attribute(".etcdserverpb", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .type_attribute(
+            ".etcdserverpb",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
         .type_attribute(".mvccpb", "#[derive(serde::Serialize, serde::Deserialize)]")
         .type_attribute(".authpb", "#[derive(serde::Serialize, serde::Deserialize)]")
         .compile_fds(fds)?;
