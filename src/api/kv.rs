@@ -19,6 +19,21 @@ pub struct KvService {
     pub ctx: Arc<Context>,
 }
 
+/// grpc-go (etcd's transport) refuses messages over its receive limit with
+/// ResourceExhausted; tonic would say OutOfRange, so the limit is enforced
+/// here with grpc-go's code and message. Tonic's own decode limit is set
+/// higher ([`validate::MAX_GRPC_DECODE_BYTES`]) as a memory bound.
+fn check_grpc_limit(m: &impl Message) -> Result<(), Status> {
+    let len = m.encoded_len();
+    if len > validate::MAX_GRPC_RECV_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({len} vs. {})",
+            validate::MAX_GRPC_RECV_BYTES
+        )));
+    }
+    Ok(())
+}
+
 /// etcd rejects a proposal whose encoding exceeds `--max-request-bytes`.
 fn check_size(m: &impl Message) -> Result<(), Status> {
     if m.encoded_len() > validate::MAX_REQUEST_BYTES {
@@ -39,6 +54,7 @@ impl Kv for KvService {
     ) -> Result<Response<RangeResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
+        check_grpc_limit(&req)?;
         validate::range(&req).map_err(status)?;
         let linearizable = !req.serializable;
         let mut resp = group
@@ -55,6 +71,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
+        check_grpc_limit(&req)?;
         validate::put(&req).map_err(status)?;
         check_size(&req)?;
         match group.write(Command::Put(req)).await.map_err(status)? {
@@ -72,6 +89,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
+        check_grpc_limit(&req)?;
         validate::delete_range(&req).map_err(status)?;
         check_size(&req)?;
         match group
@@ -90,6 +108,7 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
+        check_grpc_limit(&req)?;
         validate::txn(&req).map_err(status)?;
         check_size(&req)?;
         // Read-only txns go through the log too: simple, and linearizable.
@@ -108,6 +127,7 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
         let req = request.into_inner();
+        check_grpc_limit(&req)?;
         validate::compact(&req).map_err(status)?;
         // Compaction is applied synchronously, so `physical` holds on return.
         match group.write(Command::Compact(req)).await.map_err(status)? {

@@ -17,6 +17,9 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// gRPC receive limit: the request limit plus 512 KiB, as etcd sets it.
 pub const MAX_GRPC_RECV_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
+/// The hard decode limit of the transport: a memory bound, above the gRPC
+/// receive limit so the API can answer with etcd's code.
+pub const MAX_GRPC_DECODE_BYTES: usize = 16 << 20;
 
 pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {

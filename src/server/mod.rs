@@ -16,7 +16,7 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
 use crate::api::{stable_id, Context, Member};
 use crate::error::{Error, Result};
-use crate::kv::validate::MAX_GRPC_RECV_BYTES;
+use crate::kv::validate::{MAX_GRPC_DECODE_BYTES, MAX_GRPC_RECV_BYTES};
 use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
@@ -94,7 +94,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(7200)))
         .add_service(
             KvServer::new(KvService { ctx: ctx.clone() })
-                .max_decoding_message_size(MAX_GRPC_RECV_BYTES)
+                .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(

@@ -1,0 +1,298 @@
+//! etcdctl cases: each non-comment line of `compat-tests/etcdctl/*.txt` is
+//! an etcdctl argument list (shell-like quoting: `'...'`, `"..."`, `\`),
+//! run as `ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=<ep> <args>`. A line
+//! ending in `<<TAG` takes the following lines up to a line `TAG` as stdin
+//! (used for `txn`). The transcript echoes `$ etcdctl <args>` (stdin lines
+//! as `> <line>`), then stdout, stderr lines prefixed `stderr: `, and
+//! `[exit N]` when the exit code is not 0.
+//!
+//! Masking (see [`mask`]): `cluster_id`, `member_id`, `raft_term` in JSON
+//! (`"cluster_id":"<masked>"`) and `ClusterID`, `MemberID`, `RaftTerm` in
+//! `-w fields` output; in the client's JSON log lines on stderr, the `ts`
+//! timestamp and the `target` (a random client id plus the port).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::server::ETCDCTL_BIN;
+
+/// One etcdctl invocation.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// 1-based line number of the command line.
+    pub line: usize,
+    /// Arguments after `--endpoints=...`.
+    pub args: Vec<String>,
+    /// Standard input (heredoc body), if any.
+    pub stdin: Option<String>,
+    /// Echo lines for the transcript.
+    pub echo: Vec<String>,
+}
+
+/// An item of an etcdctl case file, in order.
+#[derive(Clone, Debug)]
+pub enum CaseItem {
+    /// A comment or blank line, echoed verbatim.
+    Text(String),
+    /// An etcdctl invocation.
+    Run(Case),
+}
+
+/// Parses an etcdctl case file.
+pub fn parse_cases(src: &str) -> Result<Vec<CaseItem>, String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let raw = lines[i].trim_end();
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            items.push(CaseItem::Text(raw.to_string()));
+            i += 1;
+            continue;
+        }
+        let no = i + 1;
+        let mut args = shell_words(t).map_err(|e| format!("line {no}: {e}"))?;
+        let mut echo = vec![format!("$ etcdctl {t}")];
+        let mut stdin = None;
+        if let Some(tag) = args
+            .last()
+            .and_then(|a| a.strip_prefix("<<"))
+            .map(str::to_string)
+        {
+            args.pop();
+            let mut body = String::new();
+            i += 1;
+            loop {
+                let l = *lines
+                    .get(i)
+                    .ok_or_else(|| format!("line {no}: heredoc `{tag}` not terminated"))?;
+                echo.push(format!("> {l}").trim_end().to_string());
+                if l.trim() == tag {
+                    break;
+                }
+                body.push_str(l);
+                body.push('\n');
+                i += 1;
+            }
+            stdin = Some(body);
+        }
+        items.push(CaseItem::Run(Case {
+            line: no,
+            args,
+            stdin,
+            echo,
+        }));
+        i += 1;
+    }
+    Ok(items)
+}
+
+/// Splits a command line like a POSIX shell would (quotes and backslashes;
+/// no expansion).
+pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match it.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match it.next() {
+                        Some('"') => break,
+                        Some('\\') => match it.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.push(it.next().ok_or("dangling backslash")?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// Runs every case against `endpoint` and returns the masked transcript.
+pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        match item {
+            CaseItem::Text(t) => out.push(t.clone()),
+            CaseItem::Run(case) => {
+                out.extend(case.echo.iter().cloned());
+                let (stdout, stderr, code) = run_one(endpoint, case).await?;
+                for l in mask(&stdout).lines() {
+                    out.push(l.to_string());
+                }
+                for l in mask(&stderr).lines() {
+                    out.push(format!("stderr: {l}"));
+                }
+                if code != 0 {
+                    out.push(format!("[exit {code}]"));
+                }
+            }
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    Ok(s)
+}
+
+/// Runs one etcdctl process (killed if it outlives 60 s).
+async fn run_one(endpoint: &str, case: &Case) -> Result<(String, String, i32), String> {
+    let mut cmd = tokio::process::Command::new(ETCDCTL_BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(&case.args)
+        .stdin(if case.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("line {}: cannot spawn etcdctl: {e}", case.line))?;
+    if let Some(input) = &case.stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(input.as_bytes())
+            .await
+            .map_err(|e| format!("line {}: writing stdin: {e}", case.line))?;
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| format!("line {}: etcdctl timed out", case.line))?
+        .map_err(|e| format!("line {}: etcdctl: {e}", case.line))?;
+    Ok((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.code().unwrap_or(-1),
+    ))
+}
+
+/// Masks the values that legitimately differ between servers and runs.
+pub fn mask(s: &str) -> String {
+    let mut s = s.to_string();
+    for field in ["cluster_id", "member_id", "raft_term"] {
+        s = mask_after(&s, &format!("\"{field}\":"), false);
+    }
+    for field in ["ClusterID", "MemberID", "RaftTerm"] {
+        s = mask_after(&s, &format!("\"{field}\" : "), false);
+    }
+    for field in ["ts", "target"] {
+        s = mask_after(&s, &format!("\"{field}\":"), true);
+    }
+    s
+}
+
+/// Replaces the JSON value following every occurrence of `marker` (a
+/// number, or a string when `string` is set) with `"<masked>"`.
+fn mask_after(s: &str, marker: &str, string: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find(marker) {
+        let (head, tail) = rest.split_at(pos + marker.len());
+        out.push_str(head);
+        let end = if string && tail.starts_with('"') {
+            // Closing quote of the string (log values contain no escapes).
+            tail[1..].find('"').map(|e| e + 2).unwrap_or(tail.len())
+        } else if !string {
+            tail.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(tail.len())
+        } else {
+            0
+        };
+        if end > 0 {
+            out.push_str("\"<masked>\"");
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            shell_words(r#"put "" 'a b' c\ d "x\"y""#).unwrap(),
+            vec!["put", "", "a b", "c d", "x\"y"]
+        );
+    }
+
+    #[test]
+    fn masking() {
+        let j = r#"{"header":{"cluster_id":1,"member_id":22,"revision":2,"raft_term":3}}"#;
+        assert_eq!(
+            mask(j),
+            r#"{"header":{"cluster_id":"<masked>","member_id":"<masked>","revision":2,"raft_term":"<masked>"}}"#
+        );
+        assert_eq!(
+            mask("\"MemberID\" : 123\n"),
+            "\"MemberID\" : \"<masked>\"\n"
+        );
+        assert_eq!(
+            mask(r#"{"ts":"2026-01-01T00:00:00Z","target":"endpoint://x/1:2","attempt":0}"#),
+            r#"{"ts":"<masked>","target":"<masked>","attempt":0}"#
+        );
+    }
+
+    #[test]
+    fn heredoc() {
+        let items = parse_cases("txn <<EOF\na\n\nb\nEOF\nget foo\n").unwrap();
+        let CaseItem::Run(c) = &items[0] else {
+            panic!()
+        };
+        assert_eq!(c.args, vec!["txn"]);
+        assert_eq!(c.stdin.as_deref(), Some("a\n\nb\n"));
+        assert_eq!(items.len(), 2);
+    }
+}

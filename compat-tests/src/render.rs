@@ -1,0 +1,226 @@
+//! Canonical text rendering of etcd responses and gRPC errors for the
+//! golden transcripts. Only data a client can rely on is printed: headers
+//! show the revision alone (cluster_id, member_id and raft_term differ
+//! between servers and runs), every KeyValue shows all of its fields.
+//!
+//! Errors render as `error: <Code> "<message>"` when the message was written
+//! by the etcd server layer (it starts with `etcdserver: `, like every entry
+//! of etcd's rpctypes error table). Any other message comes from the gRPC
+//! transport (grpc-go vs tonic word e.g. the message-size limit differently)
+//! and renders as `error: <Code> (transport message elided)`: the status code
+//! is still compared, the implementation-specific text is not.
+
+use crate::pb::etcdserverpb::{
+    response_op::Response, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, RangeResponse, ResponseHeader, TxnResponse,
+};
+use crate::pb::mvccpb::KeyValue;
+
+/// Byte strings longer than this render as a length and checksum.
+const MAX_INLINE: usize = 64;
+
+/// Quotes a byte string: printable ASCII as is, `"` and `\` escaped, every
+/// other byte as `\xNN`. Long strings become `<N bytes fnv=XXXXXXXX>`.
+pub fn quote(b: &[u8]) -> String {
+    if b.len() > MAX_INLINE {
+        let mut h: u32 = 0x811c_9dc5;
+        for &x in b {
+            h = (h ^ x as u32).wrapping_mul(0x0100_0193);
+        }
+        return format!("<{} bytes fnv={h:08x}>", b.len());
+    }
+    let mut s = String::from("\"");
+    for &c in b {
+        match c {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// `rev=N`, or `rev=<no header>` when the header is absent.
+fn rev(h: &Option<ResponseHeader>) -> String {
+    match h {
+        Some(h) => format!("rev={}", h.revision),
+        None => "rev=<no header>".to_string(),
+    }
+}
+
+/// One KeyValue on one line.
+pub fn kv(kv: &KeyValue) -> String {
+    format!(
+        "{} = {} create={} mod={} ver={} lease={}",
+        quote(&kv.key),
+        quote(&kv.value),
+        kv.create_revision,
+        kv.mod_revision,
+        kv.version,
+        kv.lease
+    )
+}
+
+/// Appends `line` to `out` with `depth` levels of two-space indentation.
+fn push(out: &mut Vec<String>, depth: usize, line: String) {
+    out.push(format!("{}{line}", "  ".repeat(depth)));
+}
+
+/// Renders a Range response.
+pub fn range(out: &mut Vec<String>, depth: usize, r: &RangeResponse) {
+    push(
+        out,
+        depth,
+        format!(
+            "range {} count={} more={} kvs={}",
+            rev(&r.header),
+            r.count,
+            r.more,
+            r.kvs.len()
+        ),
+    );
+    for k in &r.kvs {
+        push(out, depth + 1, kv(k));
+    }
+}
+
+/// Renders a Put response.
+pub fn put(out: &mut Vec<String>, depth: usize, r: &PutResponse) {
+    push(out, depth, format!("put {}", rev(&r.header)));
+    if let Some(p) = &r.prev_kv {
+        push(out, depth + 1, format!("prev {}", kv(p)));
+    }
+}
+
+/// Renders a DeleteRange response.
+pub fn delete(out: &mut Vec<String>, depth: usize, r: &DeleteRangeResponse) {
+    push(
+        out,
+        depth,
+        format!("delete {} deleted={}", rev(&r.header), r.deleted),
+    );
+    for p in &r.prev_kvs {
+        push(out, depth + 1, format!("prev {}", kv(p)));
+    }
+}
+
+/// Renders a Txn response, recursing into nested responses.
+pub fn txn(out: &mut Vec<String>, depth: usize, r: &TxnResponse) {
+    push(
+        out,
+        depth,
+        format!(
+            "txn {} succeeded={} responses={}",
+            rev(&r.header),
+            r.succeeded,
+            r.responses.len()
+        ),
+    );
+    for op in &r.responses {
+        match &op.response {
+            Some(Response::ResponseRange(r)) => range(out, depth + 1, r),
+            Some(Response::ResponsePut(r)) => put(out, depth + 1, r),
+            Some(Response::ResponseDeleteRange(r)) => delete(out, depth + 1, r),
+            Some(Response::ResponseTxn(r)) => txn(out, depth + 1, r),
+            None => push(out, depth + 1, "<empty response op>".to_string()),
+        }
+    }
+}
+
+/// Renders a Compact response.
+pub fn compact(out: &mut Vec<String>, r: &CompactionResponse) {
+    push(out, 0, format!("compact {}", rev(&r.header)));
+}
+
+/// Renders a LeaseGrant response (the TTL is the granted one).
+pub fn lease_grant(out: &mut Vec<String>, r: &LeaseGrantResponse) {
+    let mut line = format!(
+        "lease-grant {} id={:#x} ttl={}",
+        rev(&r.header),
+        r.id,
+        r.ttl
+    );
+    if !r.error.is_empty() {
+        line.push_str(&format!(" error={:?}", r.error));
+    }
+    push(out, 0, line);
+}
+
+/// Renders a LeaseRevoke response.
+pub fn lease_revoke(out: &mut Vec<String>, r: &LeaseRevokeResponse) {
+    push(out, 0, format!("lease-revoke {}", rev(&r.header)));
+}
+
+/// Renders a gRPC error status (see the module docs for the masking rule).
+pub fn error(out: &mut Vec<String>, s: &tonic::Status) {
+    let msg = s.message();
+    let line = if msg.starts_with("etcdserver: ") {
+        format!("error: {:?} {msg:?}", s.code())
+    } else {
+        format!("error: {:?} (transport message elided)", s.code())
+    };
+    push(out, 0, line);
+}
+
+/// Collapses runs of three or more identical consecutive lines into the
+/// line followed by ` [xN]` (lossless: N is exact).
+pub fn collapse_runs(lines: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i + 1;
+        while j < lines.len() && lines[j] == lines[i] {
+            j += 1;
+        }
+        if j - i >= 3 {
+            out.push(format!("{} [x{}]", lines[i], j - i));
+        } else {
+            out.extend(lines[i..j].iter().cloned());
+        }
+        i = j;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(quote(&[0, 0xff, b'z']), r#""\x00\xffz""#);
+        assert!(quote(&[b'x'; 100]).starts_with("<100 bytes fnv="));
+    }
+
+    #[test]
+    fn runs() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            collapse_runs(l(&["a", "b", "b", "c", "c", "c", "a"])),
+            l(&["a", "b", "b", "c [x3]", "a"])
+        );
+    }
+
+    #[test]
+    fn error_masking() {
+        let mut out = Vec::new();
+        error(
+            &mut out,
+            &tonic::Status::invalid_argument("etcdserver: key is not provided"),
+        );
+        error(
+            &mut out,
+            &tonic::Status::resource_exhausted("grpc: received message larger"),
+        );
+        assert_eq!(
+            out,
+            vec![
+                r#"error: InvalidArgument "etcdserver: key is not provided""#,
+                "error: ResourceExhausted (transport message elided)",
+            ]
+        );
+    }
+}
