@@ -49,3 +49,6 @@ pub fn open_env(path: &Path, map_size: usize, max_dbs: u32) -> Result<LmdbEnv> {
 pub fn env_sizes(env: &LmdbEnv) -> Result<(u64, u64)> {
     Ok((env.non_free_pages_size()?, env.real_disk_size()?))
 }
+
+#[cfg(test)]
+mod testscripts_test;
