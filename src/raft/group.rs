@@ -126,6 +126,13 @@ impl RaftGroup {
 
     /// Proposes a command and returns what applying it produced.
     pub async fn write(&self, cmd: Command) -> Result<Applied> {
+        // etcd's quota: refuse writes (and raise NOSPACE) before either
+        // environment's map fills, keeping room for Raft's own entries.
+        if crate::storage::env_nearly_full(self.log.env(), 0.9)
+            || crate::storage::env_nearly_full(self.sm.db.env(), 0.9)
+        {
+            self.sm.no_space.store(true, Ordering::Relaxed);
+        }
         if self.sm.no_space.load(Ordering::Relaxed) {
             return Err(EtcdError::NoSpace.into());
         }

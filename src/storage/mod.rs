@@ -45,6 +45,15 @@ pub fn open_env(path: &Path, map_size: usize, max_dbs: u32) -> Result<LmdbEnv> {
     Ok(unsafe { options.open(path)? })
 }
 
+/// True when the environment's high-water mark passed `fraction` of its map:
+/// writes must stop before LMDB's map is truly full, because a Raft log that
+/// cannot append stops the group.
+pub fn env_nearly_full(env: &LmdbEnv, fraction: f64) -> bool {
+    let info = env.info();
+    let page = env.stat().page_size as usize;
+    (info.last_page_number + 1) * page > (info.map_size as f64 * fraction) as usize
+}
+
 /// Bytes in use by an environment (non-free pages) and its file size.
 pub fn env_sizes(env: &LmdbEnv) -> Result<(u64, u64)> {
     Ok((env.non_free_pages_size()?, env.real_disk_size()?))
