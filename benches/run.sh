@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of etcd and Armada with the same load generator
+# (benches/loadgen.rs). Every (system, workload, repetition) gets a fresh
+# server on loopback ports picked at run time and a fresh data dir under
+# target/bench-data/; results go to stdout and target/bench-results.md.
+# See benches/README.md. Environment knobs (defaults in brackets):
+#   SYSTEMS ["etcd armada"]   RUNS [3]   SCALE [1] (multiplies request totals)
+#   WORKLOADS ["put-1 put-64 range-s-64 range-l-64 txn-create-16"]
+#   KEY_SPACE [100000]  PIN [0] (1: server on CPU 0, loadgen on CPU 1)
+#   LOADGEN [built here] prebuilt loadgen binary   BUILD [1] (0: skip cargo)
+#   ETCD_BIN [etcd]  ETCDCTL [etcdctl]  ARMADA_BIN [target/release/armada]
+#   RUN_TIMEOUT [300] seconds per loadgen run   READY_TIMEOUT [60] seconds
+#   KEEP_DATA [0] (1: keep data dirs and logs)   RESULTS [target/bench-results.md]
+#   QUIET_WAIT [20] max seconds to wait before each run for other processes
+#     (e.g. a compiler) to drop below QUIET_CORES [0.3] of CPU
+#   NICE [-10 as root, else 0] nice level of server and loadgen, so that
+#     background work on the box disturbs both systems' runs less
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SYSTEMS=${SYSTEMS:-"etcd armada"}
+RUNS=${RUNS:-3}
+SCALE=${SCALE:-1}
+WORKLOADS=${WORKLOADS:-"put-1 put-64 range-s-64 range-l-64 txn-create-16"}
+KEY_SPACE=${KEY_SPACE:-100000}
+PIN=${PIN:-0}
+BUILD=${BUILD:-1}
+LOADGEN=${LOADGEN:-}
+ETCD_BIN=${ETCD_BIN:-etcd}
+ETCDCTL=${ETCDCTL:-etcdctl}
+ARMADA_BIN=${ARMADA_BIN:-$ROOT/target/release/armada}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+KEEP_DATA=${KEEP_DATA:-0}
+QUIET_WAIT=${QUIET_WAIT:-20}
+QUIET_CORES=${QUIET_CORES:-0.3}
+RESULTS=${RESULTS:-$ROOT/target/bench-results.md}
+if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
+export ETCDCTL_API=3
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+for tool in jq awk getconf "$ETCDCTL" timeout; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+for sys in $SYSTEMS; do
+    case $sys in
+        etcd) command -v "$ETCD_BIN" >/dev/null || die "etcd not found ($ETCD_BIN)" ;;
+        armada) ;;
+        *) die "unknown system '$sys' (etcd, armada)" ;;
+    esac
+done
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+[[ $PIN == 0 ]] || command -v taskset >/dev/null || die "PIN=1 needs taskset"
+
+# ---------------------------------------------------------------- build
+if [[ $BUILD == 1 ]]; then
+    cd "$ROOT"
+    if [[ " $SYSTEMS " == *" armada "* ]]; then
+        log "cargo build --release --bins"
+        cargo build --release --bins
+    fi
+    if [[ -z $LOADGEN ]]; then
+        log "cargo bench --bench loadgen --no-run"
+        LOADGEN=$(cargo bench --bench loadgen --no-run --message-format=json |
+            jq -r 'select(.reason == "compiler-artifact" and .target.name == "loadgen"
+                          and .executable != null) | .executable' | tail -n 1)
+    fi
+fi
+[[ -n $LOADGEN && -x $LOADGEN ]] || die "no loadgen binary (set LOADGEN= or BUILD=1)"
+if [[ " $SYSTEMS " == *" armada "* ]]; then
+    [[ -x $ARMADA_BIN ]] || die "no Armada binary at $ARMADA_BIN"
+fi
+
+# ------------------------------------------------------------ workloads
+# name -> "base-total | loadgen args"; totals are multiplied by SCALE.
+workload_spec() {
+    case $1 in
+        put-1) echo "3000|--workload put --clients 1 --conns 1" ;;
+        put-64) echo "40000|--workload put --clients 64 --conns 8" ;;
+        range-s-64) echo "50000|--workload range --consistency s --clients 64 --conns 8" ;;
+        range-l-64) echo "50000|--workload range --consistency l --clients 64 --conns 8" ;;
+        txn-create-16) echo "20000|--workload txn-create --clients 16 --conns 4" ;;
+        *) return 1 ;;
+    esac
+}
+for wl in $WORKLOADS; do
+    workload_spec "$wl" >/dev/null || die "unknown workload '$wl'"
+done
+scaled() { awk -v n="$1" -v s="$SCALE" -v min="$2" 'BEGIN { v = int(n * s); print (v < min ? min : v) }'; }
+KEYS=$(scaled "$KEY_SPACE" 1000)
+
+# ---------------------------------------------------------------- ports
+declare -A USED_PORTS=()
+port_free() {
+    if command -v ss >/dev/null; then
+        [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]
+    else
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi
+    fi
+}
+# pick_port: sets PORT to a free loopback port not handed out before.
+pick_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        if [[ -z ${USED_PORTS[$p]:-} ]] && port_free "$p"; then
+            USED_PORTS[$p]=1
+            PORT=$p
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# ------------------------------------------------------------ quietness
+# busy_cores: CPU cores in use machine-wide over the next half second.
+busy_cores() {
+    local a b
+    a=$(head -n 1 /proc/stat)
+    sleep 0.5
+    b=$(head -n 1 /proc/stat)
+    awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        na = split(a, x); split(b, y); busy = 0
+        for (i = 2; i <= 9 && i <= na; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
+        printf "%.2f", busy / hz / 0.5 }'
+}
+# wait_quiet: before a run (no server up), wait a bounded time for other
+# load on the machine to go away, so it does not land in one system's numbers.
+wait_quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT)) c warned=0
+    while :; do
+        c=$(busy_cores)
+        awk -v c="$c" -v q="$QUIET_CORES" 'BEGIN { exit !(c <= q) }' && return 0
+        if ((SECONDS >= deadline)); then
+            echo "   machine still busy ($c cores) after ${QUIET_WAIT}s; running anyway" >&2
+            return 0
+        fi
+        if ((warned == 0)); then
+            echo "   waiting for the machine to go quiet ($c cores busy)..." >&2
+            warned=1
+        fi
+        sleep 2
+    done
+}
+
+# --------------------------------------------------------- server control
+SERVER_PID=""
+RUN_DIR=""
+cleanup() {
+    if [[ -n $SERVER_PID ]]; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+    if [[ -n $RUN_DIR && $KEEP_DATA != 1 ]]; then
+        rm -rf "$RUN_DIR"
+    fi
+    RUN_DIR=""
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+# start_server SYSTEM DIR: sets SERVER_PID and ENDPOINT; waits for readiness.
+start_server() {
+    local sys=$1 dir=$2 pin=()
+    [[ $PIN == 0 ]] || pin=(taskset -c 0)
+    pin=(nice -n "$NICE" "${pin[@]}")
+    local p1 p2 p3
+    pick_port
+    p1=$PORT
+    pick_port
+    p2=$PORT
+    ENDPOINT="http://127.0.0.1:$p1"
+    case $sys in
+        etcd)
+            "${pin[@]}" "$ETCD_BIN" --name default --data-dir "$dir/data" \
+                --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
+                --listen-peer-urls "http://127.0.0.1:$p2" \
+                --initial-advertise-peer-urls "http://127.0.0.1:$p2" \
+                --initial-cluster "default=http://127.0.0.1:$p2" \
+                >"$dir/server.log" 2>&1 &
+            ;;
+        armada)
+            pick_port
+            p3=$PORT
+            "${pin[@]}" "$ARMADA_BIN" leader --data-dir "$dir/data" \
+                --api.address "$ENDPOINT" --rest.address "http://127.0.0.1:$p2" \
+                --raft.address "127.0.0.1:$p3" \
+                >"$dir/server.log" 2>&1 &
+            ;;
+    esac
+    SERVER_PID=$!
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    # Ready = a linearizable read succeeds (needs an elected leader).
+    until "$ETCDCTL" --endpoints "$ENDPOINT" --dial-timeout=1s --command-timeout=1s \
+        get --consistency=l __bench_ready >/dev/null 2>&1; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "--- $sys exited during startup; log tail:" >&2
+            tail -n 20 "$dir/server.log" >&2 || true
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "--- $sys not ready after ${READY_TIMEOUT}s; log tail:" >&2
+            tail -n 20 "$dir/server.log" >&2 || true
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.05
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# ------------------------------------------------------------------ runs
+mkdir -p "$ROOT/target/bench-data"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+JSONL="$ROOT/target/bench-data/results-$STAMP.jsonl"
+: >"$JSONL"
+FAILURES=0
+LG_PIN=(nice -n "$NICE")
+[[ $PIN == 0 ]] || LG_PIN+=(taskset -c 1)
+
+one_run() {
+    local sys=$1 wl=$2 run=$3 spec total args warmup out
+    spec=$(workload_spec "$wl")
+    total=$(scaled "${spec%%|*}" 100)
+    args=${spec#*|}
+    warmup=$((total / 20))
+    wait_quiet
+    RUN_DIR=$(mktemp -d "$ROOT/target/bench-data/$sys-$wl-r$run.XXXXXX")
+    if ! start_server "$sys" "$RUN_DIR"; then
+        FAILURES=$((FAILURES + 1))
+        stop_server
+        cleanup
+        return 0
+    fi
+    # shellcheck disable=SC2086 # $args is a list of loadgen flags
+    if out=$(timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
+        --label "$sys" --server-pid "$SERVER_PID" --total "$total" --warmup "$warmup" \
+        --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args); then
+        grep '^#' <<<"$out" | sed "s/^# /   r$run /" >&2 || true
+        grep '^{' <<<"$out" | jq -c --arg b "$wl" --argjson r "$run" '. + {bench: $b, run: $r}' >>"$JSONL"
+    else
+        echo "--- $sys $wl run $run: loadgen failed; server log tail:" >&2
+        grep '^#' <<<"$out" >&2 || true
+        tail -n 20 "$RUN_DIR/server.log" >&2 || true
+        FAILURES=$((FAILURES + 1))
+    fi
+    stop_server
+    cleanup
+    sync
+}
+
+log "loadgen: $LOADGEN"
+log "systems: $SYSTEMS | workloads: $WORKLOADS | runs: $RUNS | scale: $SCALE | key space: $KEYS | pin: $PIN | nice: $NICE"
+START=$SECONDS
+for run in $(seq "$RUNS"); do
+    # Alternate which system goes first so drift (page cache, thermal,
+    # neighbours) does not always favour the same one.
+    order=$SYSTEMS
+    if ((run % 2 == 0)); then
+        order=$(tr ' ' '\n' <<<"$SYSTEMS" | grep -v '^$' | tac | tr '\n' ' ')
+    fi
+    for wl in $WORKLOADS; do
+        for sys in $order; do
+            log "run $run/$RUNS: $sys $wl"
+            one_run "$sys" "$wl" "$run"
+        done
+    done
+done
+ELAPSED=$((SECONDS - START))
+
+# ---------------------------------------------------------------- table
+# Medians over runs per (system, workload): ops/s, p99, server CPU ms/kop.
+summary=$(jq -s -r --arg wls "$WORKLOADS" '
+  def median: sort | if length == 0 then null
+      elif length % 2 == 1 then .[length / 2 | floor]
+      else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  def stat($s; $w; f): [.[] | select(.system == $s and .bench == $w) | f | select(. != null)] | median;
+  def fmt($d): if . == null then "-" else (. * pow(10; $d) | round / pow(10; $d) | tostring) end;
+  . as $all
+  | ($wls | split(" ") | map(select(. != ""))) as $ws
+  | "| workload | etcd ops/s | armada ops/s | armada/etcd | etcd p99 ms | armada p99 ms | etcd CPU ms/kop | armada CPU ms/kop | armada/etcd CPU | errors | max other CPU |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ($ws[] as $w
+     | ($all | stat("etcd"; $w; .ops_per_sec)) as $eo
+     | ($all | stat("armada"; $w; .ops_per_sec)) as $ao
+     | ($all | stat("etcd"; $w; .server_cpu_ms_per_kop)) as $ec
+     | ($all | stat("armada"; $w; .server_cpu_ms_per_kop)) as $ac
+     | ([$all[] | select(.bench == $w) | .errors] | add // 0) as $err
+     | ([$all[] | select(.bench == $w) | .other_cpu_cores // 0] | max) as $oth
+     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(if $eo and $ao then ($ao / $eo | fmt(2)) else "-" end) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(1)) | \($ac | fmt(1)) | \(if $ec and $ac then ($ac / $ec | fmt(2)) else "-" end) | \($err) | \($oth | fmt(2)) |")
+' "$JSONL")
+
+per_run=$(jq -s -r '
+  group_by([.bench, .system])[]
+  | "- \(.[0].system) \(.[0].bench): ops/s \([.[] | .ops_per_sec | round] | map(tostring) | join(", ")); p99 ms \([.[] | .p99_ms] | map(tostring) | join(", ")); server CPU ms/kop \([.[] | .server_cpu_ms_per_kop] | map(tostring) | join(", "))"
+' "$JSONL")
+
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] || rev="$rev+dirty"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+etcd_ver=$("$ETCD_BIN" --version 2>/dev/null | awk '/^etcd Version/ { print $3 }' || true)
+report=$(
+    cat <<EOF
+# Armada vs etcd benchmark
+
+$(date -u '+%Y-%m-%d %H:%M UTC'), armada $rev, etcd ${etcd_ver:-?}; $(nproc) CPUs ($cpu);
+systems: $SYSTEMS; runs: $RUNS (medians shown); scale: $SCALE; key space: $KEYS; key 8 B, value 256 B;
+pinning: $([[ $PIN == 0 ]] && echo "none (client and server share all cores)" || echo "server CPU 0, loadgen CPU 1"); nice: $NICE;
+both servers fsync every commit (defaults); runs took ${ELAPSED}s; raw results: ${JSONL#"$ROOT/"}.
+
+$summary
+
+CPU ms/kop = server CPU time (user+sys) per 1000 successful requests; lower is better.
+"max other CPU" = the most CPU (in cores) used by processes other than server and
+loadgen during any measured phase; above ~0.2 the run was disturbed.
+
+Per run:
+
+$per_run
+EOF
+)
+echo
+echo "$report"
+echo "$report" >"$RESULTS"
+echo
+log "written to $RESULTS"
+if ((FAILURES > 0)); then
+    die "$FAILURES run(s) failed"
+fi
