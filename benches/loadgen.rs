@@ -88,14 +88,17 @@ struct Args {
     /// Range consistency: `s` (serializable) or `l` (linearizable).
     #[arg(long, value_enum, default_value = "l")]
     consistency: Consistency,
-    /// Puts per Txn when preloading the key space for `range` (1 = plain
-    /// puts). Plain puts are the default: etcd 3.4 copies its whole
-    /// uncommitted-write buffer on every read, and that buffer never shrinks,
-    /// so a bulk-Txn preload makes every later etcd read slower.
-    #[arg(long, default_value_t = 1)]
+    /// Puts per Txn when preloading the key space for `range` (1 = plain puts).
+    #[arg(long, default_value_t = 100)]
     preload_batch: usize,
+    /// Cap on preloaded keys per second (0 = none). etcd 3.4 copies its whole
+    /// pending-write buffer on every read and that buffer never shrinks, so an
+    /// unthrottled bulk preload makes every later etcd read slower; 10,000
+    /// keys/s is about what 64 clients of plain Puts reach on 2 cores.
+    #[arg(long, default_value_t = 10_000)]
+    preload_rate: u64,
     /// Concurrent loops writing the preload.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 8)]
     preload_clients: usize,
     /// Server process to sample CPU/RSS/IO from (/proc/<pid>).
     #[arg(long)]
@@ -310,11 +313,19 @@ async fn run_phase(
     Ok((merged, start.elapsed()))
 }
 
-/// Writes keys `0..key_space` (Txns of `batch` puts) so `range` always hits.
-async fn preload(channels: &[Channel], plan: &Plan, batch: usize, workers: usize) -> Result<()> {
+/// Writes keys `0..key_space` (Txns of `batch` puts, at most `rate` keys/s)
+/// so `range` always hits.
+async fn preload(
+    channels: &[Channel],
+    plan: &Plan,
+    batch: usize,
+    rate: u64,
+    workers: usize,
+) -> Result<()> {
     let batch = batch.max(1);
     let batches = plan.key_space.div_ceil(batch);
     let next = Arc::new(AtomicUsize::new(0));
+    let start = tokio::time::Instant::now();
     let mut handles = Vec::new();
     for w in 0..workers.max(1) {
         let mut kv = KvClient::new(channels[w % channels.len()].clone());
@@ -326,6 +337,10 @@ async fn preload(channels: &[Channel], plan: &Plan, batch: usize, workers: usize
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 if b >= batches {
                     return Ok::<(), anyhow::Error>(());
+                }
+                if rate > 0 {
+                    let due = Duration::from_secs_f64((b * batch) as f64 / rate as f64);
+                    tokio::time::sleep_until(start + due).await;
                 }
                 let range = b * batch..((b + 1) * batch).min(key_space);
                 if batch == 1 {
@@ -505,7 +520,14 @@ async fn run(args: Args) -> Result<()> {
 
     if args.workload == Workload::Range {
         let t = Instant::now();
-        preload(&channels, &plan, args.preload_batch, args.preload_clients).await?;
+        preload(
+            &channels,
+            &plan,
+            args.preload_batch,
+            args.preload_rate,
+            args.preload_clients,
+        )
+        .await?;
         eprintln!(
             "# preloaded {} keys in {:.2}s",
             args.key_space,

@@ -147,8 +147,14 @@ wait_quiet() {
 
 # --------------------------------------------------------- server control
 SERVER_PID=""
+LOADGEN_PID=""
 RUN_DIR=""
 cleanup() {
+    if [[ -n $LOADGEN_PID ]]; then
+        kill -TERM "$LOADGEN_PID" 2>/dev/null || true
+        wait "$LOADGEN_PID" 2>/dev/null || true
+        LOADGEN_PID=""
+    fi
     if [[ -n $SERVER_PID ]]; then
         kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -160,7 +166,8 @@ cleanup() {
     RUN_DIR=""
 }
 trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # start_server SYSTEM DIR: sets SERVER_PID and ENDPOINT; waits for readiness.
 start_server() {
@@ -247,14 +254,23 @@ one_run() {
         cleanup
         return 0
     fi
+    # In the background + wait, so that a signal to this script is handled
+    # at once rather than after the loadgen finishes.
     # shellcheck disable=SC2086 # $args is a list of loadgen flags
-    if out=$(timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
+    timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
         --label "$sys" --server-pid "$SERVER_PID" --total "$total" --warmup "$warmup" \
-        --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args); then
+        --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args \
+        >"$RUN_DIR/loadgen.out" &
+    LOADGEN_PID=$!
+    local rc=0
+    wait "$LOADGEN_PID" || rc=$?
+    LOADGEN_PID=""
+    out=$(cat "$RUN_DIR/loadgen.out")
+    if ((rc == 0)); then
         grep '^#' <<<"$out" | sed "s/^# /   r$run /" >&2 || true
         grep '^{' <<<"$out" | jq -c --arg b "$wl" --argjson r "$run" '. + {bench: $b, run: $r}' >>"$JSONL"
     else
-        echo "--- $sys $wl run $run: loadgen failed; server log tail:" >&2
+        echo "--- $sys $wl run $run: loadgen failed (exit $rc); server log tail:" >&2
         grep '^#' <<<"$out" >&2 || true
         tail -n 20 "$RUN_DIR/server.log" >&2 || true
         FAILURES=$((FAILURES + 1))
