@@ -330,12 +330,13 @@ impl MvccRead for Reader<'_> {
     }
 }
 
+/// A writer reads through its own transaction, so it sees its own writes.
 impl MvccRead for Writer<'_, '_> {
     fn revision_state(&self) -> Result<RevisionState> {
-        revision_state(self.txn, &self.dbs)
+        self.reader().revision_state()
     }
     fn get(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
-        get(self.txn, &self.dbs, key, rev)
+        self.reader().get(key, rev)
     }
     fn scan(
         &self,
@@ -343,7 +344,7 @@ impl MvccRead for Writer<'_, '_> {
         rev: i64,
         visit: &mut dyn FnMut(KeyValue) -> bool,
     ) -> Result<()> {
-        scan(self.txn, &self.dbs, range, rev, visit)
+        self.reader().scan(range, rev, visit)
     }
 }
 
