@@ -5,92 +5,19 @@
 //! flight, restarts it on the same data directory and checks that every
 //! acknowledged key is there with its value, and that revisions continue.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use armada::pb::etcdserverpb::kv_client::KvClient;
-use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use armada::pb::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
-use tonic::transport::Channel;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Server {
-    fn start(data: &std::path::Path, api: u16, rest: u16, raft: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_armada"))
-            .args(["leader", "--data-dir"])
-            .arg(data)
-            .arg(format!("--api.address=http://127.0.0.1:{api}"))
-            .arg(format!("--rest.address=http://127.0.0.1:{rest}"))
-            .arg(format!("--raft.address=127.0.0.1:{raft}"))
-            .arg("--raft.election-rtt=4")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start armada");
-        Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{api}"),
-        }
-    }
-
-    async fn ready(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ch) = Channel::from_shared(self.endpoint.clone())
-                .unwrap()
-                .connect()
-                .await
-            {
-                if MaintenanceClient::new(ch.clone())
-                    .status(StatusRequest {})
-                    .await
-                    .is_ok()
-                {
-                    return ch;
-                }
-            }
-            assert!(Instant::now() < deadline, "armada did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill9(&mut self) {
-        // SAFETY: plain libc call on our own child's pid.
-        unsafe { libc_kill(self.child.id() as i32, 9) };
-        let _ = self.child.wait();
-    }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use armada::pb::etcdserverpb::{PutRequest, RangeRequest};
+use common::{Ports, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, rest, raft) = (free_port(), free_port(), free_port());
-    let mut server = Server::start(dir.path(), api, rest, raft);
+    let ports = Ports::pick();
+    let mut server = Server::start(dir.path(), ports, &[]);
     let ch = server.ready().await;
 
     // 8 writers put distinct keys until told to stop; each records its acks.
@@ -154,7 +81,7 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(acked.len() >= 300, "only {} acks", acked.len());
     let max_rev = acked.iter().map(|a| a.2).max().unwrap();
 
-    let server = Server::start(dir.path(), api, rest, raft);
+    let server = Server::start(dir.path(), ports, &[]);
     let ch = server.ready().await;
     let mut kv = KvClient::new(ch);
     let all = kv
