@@ -9,7 +9,8 @@
 //! Masking (see [`mask`]): `cluster_id`, `member_id`, `raft_term` in JSON
 //! (`"cluster_id":"<masked>"`) and `ClusterID`, `MemberID`, `RaftTerm` in
 //! `-w fields` output; in the client's JSON log lines on stderr, the `ts`
-//! timestamp and the `target` (a random client id plus the port).
+//! timestamp and the `target` (a random client id plus the port); and the
+//! server's endpoint URL wherever it is printed (`<endpoint>`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -158,6 +159,8 @@ pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, Str
             CaseItem::Run(case) => {
                 out.extend(case.echo.iter().cloned());
                 let (stdout, stderr, code) = run_one(endpoint, case).await?;
+                let stdout = stdout.replace(endpoint, "<endpoint>");
+                let stderr = stderr.replace(endpoint, "<endpoint>");
                 for l in mask(&stdout).lines() {
                     out.push(l.to_string());
                 }

@@ -2,6 +2,7 @@
 //! etcd gRPC API and the REST endpoints, until `shutdown` resolves
 //! (mini-redis's `run(listener, shutdown)` shape).
 
+pub mod authority;
 pub mod rest;
 
 use std::future::Future;
@@ -106,12 +107,33 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
         )
         .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
-        .serve_with_shutdown(cfg.api_listen, wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            api_incoming(cfg.api_listen).await?,
+            wait_stop(stop_rx.clone()),
+        );
     tracing::info!(api = %cfg.api_listen, rest = %cfg.rest_listen, "armada leader serving etcd");
     let (grpc, rest) = tokio::join!(grpc, rest);
     registry.shutdown().await;
     grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
     rest
+}
+
+/// The etcd port's connections, each behind [`authority::LenientAuthority`]
+/// so that etcd 3.4 clients' `http://` authorities are accepted.
+async fn api_incoming(
+    addr: SocketAddr,
+) -> Result<
+    impl futures::Stream<Item = std::io::Result<authority::LenientAuthority<tokio::net::TcpStream>>>,
+> {
+    use futures::StreamExt;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(
+        tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+            let conn = conn?;
+            let _ = conn.set_nodelay(true); // latency only; never worth refusing the connection
+            Ok(authority::LenientAuthority::new(conn))
+        }),
+    )
 }
 
 /// Resolves a data path flag: absolute or relative to the working directory.
