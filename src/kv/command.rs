@@ -29,17 +29,32 @@ impl Command {
             Command::Compact(_) => "compact",
         }
     }
+
+    /// Protobuf size of the request, for bounding batches.
+    pub fn encoded_len(&self) -> usize {
+        use prost::Message;
+        match self {
+            Command::Put(r) => r.encoded_len(),
+            Command::DeleteRange(r) => r.encoded_len(),
+            Command::Txn(r) => r.encoded_len(),
+            Command::Compact(r) => r.encoded_len(),
+        }
+    }
 }
 
-/// What applying one log entry produced.
+/// The payload of one Raft log entry: the commands proposed together (group
+/// commit). They apply in order, each as its own etcd write request with its
+/// own revision, so batching changes throughput, never results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Proposal(pub Vec<Command>);
+
+/// What applying one command produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Applied {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
-    /// Blank and membership entries, which carry no command.
-    Nothing,
 }
 
 /// A deterministic outcome: either etcd's response or etcd's error.

@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::log_store::LogStore;
 use super::network::Network;
+use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
 use crate::error::{Error, EtcdError, Result};
@@ -53,6 +54,7 @@ pub struct RaftGroup {
     pub table: String,
     pub node_id: NodeId,
     raft: Raft,
+    proposer: Proposer,
     sm: Arc<Shared>,
     log: Arc<LogDb>,
 }
@@ -103,6 +105,7 @@ impl RaftGroup {
         Ok(Arc::new(RaftGroup {
             table: table.to_string(),
             node_id: cfg.node_id,
+            proposer: Proposer::spawn(raft.clone()),
             raft,
             sm: shared,
             log,
@@ -136,20 +139,16 @@ impl RaftGroup {
         if self.sm.no_space.load(Ordering::Relaxed) {
             return Err(EtcdError::NoSpace.into());
         }
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data?),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(if f.leader_id.is_some() {
-                    EtcdError::LeaderChanged
-                } else {
-                    EtcdError::NoLeader
-                }
-                .into())
+        match self.proposer.propose(cmd).await {
+            Ok(result) => Ok(result?),
+            Err(ProposeError::ForwardToLeader(leader)) => Err(if leader.is_some() {
+                EtcdError::LeaderChanged
+            } else {
+                EtcdError::NoLeader
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Error::Raft(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => {
+            .into()),
+            Err(ProposeError::Raft(e)) => Err(Error::Raft(e)),
+            Err(ProposeError::Fatal(e)) => {
                 tracing::error!(table = %self.table, "raft group stopped: {e}");
                 Err(EtcdError::Stopped.into())
             }

@@ -6,6 +6,7 @@
 //!   batch of entries is applied in one LMDB write transaction together with
 //!   the last applied log id and membership;
 //! - [`network`]: the transport between nodes;
+//! - [`proposer`]: group commit, many concurrent writes per log entry;
 //! - [`group`]: a table's Raft group, with write and read entry points that
 //!   speak crate errors;
 //! - [`registry`]: the tables of this node.
@@ -13,21 +14,23 @@
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod registry;
 pub mod state_machine;
 
 use openraft::BasicNode;
 
-use crate::kv::command::{Command, CommandResult};
+use crate::kv::command::{CommandResult, Proposal};
 
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// Armada's Raft types: entries carry etcd commands, and apply returns
-    /// etcd responses or deterministic etcd errors.
+    /// Armada's Raft types: an entry carries a batch of etcd commands, and
+    /// applying it returns, per command, etcd's response or a deterministic
+    /// etcd error.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = Proposal,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = BasicNode,
         SnapshotData = tokio::fs::File,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::apply::{apply, needs_rollback_scope};
-use crate::kv::command::{Applied, CommandResult};
+use crate::kv::command::{CommandResult, Proposal};
 use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
 
 const LAST_APPLIED: &str = "last_applied";
@@ -125,25 +125,42 @@ fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
     Ok((last, membership))
 }
 
-/// Applies one entry into `w`; the caller records the last applied id.
-fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<CommandResult> {
+/// Applies one entry into `w`, a result per command; the caller records the
+/// last applied id. A Txn runs in a nested scope so that a late failure
+/// leaves no trace of its earlier operations.
+fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResult>> {
     match &entry.payload {
-        EntryPayload::Blank => Ok(Ok(Applied::Nothing)),
-        EntryPayload::Normal(cmd) if needs_rollback_scope(cmd) => w.scoped(|w| {
-            let r = apply(w, cmd)?;
-            let keep = r.is_ok();
-            Ok((r, keep))
-        }),
-        EntryPayload::Normal(cmd) => apply(w, cmd),
+        EntryPayload::Blank => Ok(Vec::new()),
+        EntryPayload::Normal(Proposal(commands)) => commands
+            .iter()
+            .map(|cmd| {
+                if needs_rollback_scope(cmd) {
+                    w.scoped(|w| {
+                        let r = apply(w, cmd)?;
+                        let keep = r.is_ok();
+                        Ok((r, keep))
+                    })
+                } else {
+                    apply(w, cmd)
+                }
+            })
+            .collect(),
         EntryPayload::Membership(m) => {
             let stored = StoredMembership::new(Some(entry.log_id), m.clone());
             w.put_meta(MEMBERSHIP, &bincode::serialize(&stored)?)?;
-            Ok(Ok(Applied::Nothing))
+            Ok(Vec::new())
         }
     }
 }
 
-fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<CommandResult>> {
+fn command_count(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(Proposal(commands)) => commands.len(),
+        _ => 0,
+    }
+}
+
+fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResult>>> {
     let Some(last) = entries.last() else {
         return Ok(Vec::new());
     };
@@ -172,7 +189,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<CommandResult>>
         let r = match one {
             Err(e) if is_map_full(&e) => {
                 shared.db.write(|w| w.put_meta(LAST_APPLIED, &log_id))?;
-                Err(EtcdError::NoSpace)
+                vec![Err(EtcdError::NoSpace); command_count(entry)]
             }
             other => other?,
         };
@@ -191,7 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_state_machine(&e).into())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

@@ -9,7 +9,7 @@ use heed::types::{Bytes, Str};
 use heed::Database;
 
 use super::keys::index_key;
-use super::{open_env, LmdbEnv};
+use super::{open_env, Durability, LmdbEnv};
 use crate::error::{Error, Result};
 
 pub struct LogDb {
@@ -27,7 +27,7 @@ fn decode_index(raw: &[u8]) -> Result<u64> {
 
 impl LogDb {
     pub fn open(path: &Path, map_size: usize) -> Result<LogDb> {
-        let env = open_env(path, map_size, 4)?;
+        let env = open_env(path, map_size, 4, Durability::Full)?;
         let mut wtxn = env.write_txn()?;
         let log = env.create_database(&mut wtxn, Some("log"))?;
         let state = env.create_database(&mut wtxn, Some("raft"))?;

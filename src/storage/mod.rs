@@ -31,15 +31,36 @@ use crate::error::Result;
 
 pub type LmdbEnv = Env<WithoutTls>;
 
+/// How hard a commit pushes to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Data and meta page are fsynced at every commit: a commit is durable
+    /// when it returns. The Raft log needs this (an acknowledged entry).
+    Full,
+    /// LMDB's `NOMETASYNC`: one fsync per commit instead of two. An OS crash
+    /// may undo the last commit but never corrupts the environment. Fine for
+    /// a state machine whose entries the Raft log replays after a restart.
+    Replayable,
+}
+
 /// Opens (creating if needed) an environment directory. Read transactions
 /// are not tied to threads, so heed work can run on any blocking thread.
-pub fn open_env(path: &Path, map_size: usize, max_dbs: u32) -> Result<LmdbEnv> {
+pub fn open_env(
+    path: &Path,
+    map_size: usize,
+    max_dbs: u32,
+    durability: Durability,
+) -> Result<LmdbEnv> {
     std::fs::create_dir_all(path)?;
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
         .map_size(map_size)
         .max_dbs(max_dbs)
         .max_readers(1024);
+    if durability == Durability::Replayable {
+        // SAFETY: NO_META_SYNC keeps LMDB's integrity guarantees (see above).
+        unsafe { options.flags(heed::EnvFlags::NO_META_SYNC) };
+    }
     // SAFETY: each environment path is opened once per process (heed refuses a
     // second open), and nothing else maps these files.
     Ok(unsafe { options.open(path)? })

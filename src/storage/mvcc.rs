@@ -15,7 +15,7 @@ use heed::{CompactionOption, Database, RoTxn, RwTxn};
 use prost::Message;
 
 use super::keys;
-use super::{open_env, LmdbEnv};
+use super::{open_env, Durability, LmdbEnv};
 use crate::error::{Error, Result};
 use crate::kv::{KeyRange, MvccRead, MvccWrite, RevisionState};
 use crate::pb::mvccpb::KeyValue;
@@ -69,7 +69,7 @@ pub struct MvccDb {
 
 impl MvccDb {
     pub fn open(path: &Path, map_size: usize) -> Result<MvccDb> {
-        let env = open_env(path, map_size, 8)?;
+        let env = open_env(path, map_size, 8, Durability::Replayable)?;
         let dbs = Dbs::create(&env)?;
         Ok(MvccDb { env, dbs })
     }
@@ -101,6 +101,9 @@ impl MvccDb {
 
     /// Writes a consistent copy of the environment to `path`.
     pub fn copy_to(&self, path: &Path) -> Result<()> {
+        // Commits are `Replayable`: make everything up to the copy durable
+        // here, because the Raft log before a snapshot may be purged.
+        self.env.force_sync()?;
         let _ = std::fs::remove_file(path);
         let file = self.env.copy_to_path(path, CompactionOption::Enabled)?;
         file.sync_all()?;
@@ -131,7 +134,10 @@ impl MvccDb {
                 }
                 Ok(())
             })
-        })
+        })?;
+        // Raft purges the log below an installed snapshot: it must be durable.
+        self.env.force_sync()?;
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use heed::byteorder::BigEndian;
 use heed::types::{Str, U64};
 use heed::Database;
 
-use super::{open_env, LmdbEnv};
+use super::{open_env, Durability, LmdbEnv};
 use crate::error::Result;
 
 pub struct TableDb {
@@ -17,7 +17,7 @@ pub struct TableDb {
 
 impl TableDb {
     pub fn open(path: &Path) -> Result<TableDb> {
-        let env = open_env(path, 64 << 20, 2)?;
+        let env = open_env(path, 64 << 20, 2, Durability::Full)?;
         let mut wtxn = env.write_txn()?;
         let tables = env.create_database(&mut wtxn, Some("tables"))?;
         wtxn.commit()?;
