@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/auth.proto",
         "proto/etcd/rpc.proto",
         "proto/armada/tables.proto",
+        "proto/armada/raft.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -7,11 +7,13 @@
 //! whose keys are the flag names (`"api.address" = "..."`, or `[api]
 //! address = "..."`). Precedence: command line, then environment, then file.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use openraft::BasicNode;
 
 use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
@@ -124,10 +126,14 @@ pub struct LeaderArgs {
         default_value = "127.0.0.1:5012"
     )]
     pub raft_address: String,
-    /// Raft listen address (default: --raft.address). Used once clusters exist.
+    /// Address the Raft transport listens on (default: --raft.address), e.g.
+    /// `0.0.0.0:5012` behind NAT.
     #[arg(long = "raft.listen-address", env = "ARMADA_RAFT_LISTEN_ADDRESS")]
     pub raft_listen_address: Option<String>,
-    /// Initial members `1=host:port,2=host:port` (clusters; a single node needs none).
+    /// Initial members of the cluster, `1=host:port,2=host:port,3=host:port`
+    /// (node id = raft address), identical on every node and including this
+    /// one. Every table's Raft group starts with these voters. Empty: a
+    /// single-node cluster of this node.
     #[arg(
         long = "raft.initial-members",
         env = "ARMADA_RAFT_INITIAL_MEMBERS",
@@ -287,6 +293,30 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(total)
 }
 
+/// `1=host:port,2=host:port` to the initial voters; empty is none.
+pub fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
+    let mut members = BTreeMap::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "--raft.initial-members: {part:?} is not <node id>=<host:port>"
+            ))
+        };
+        let (id, addr) = part.split_once('=').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        if id == 0 || addr.is_empty() || addr.contains("://") {
+            return Err(bad());
+        }
+        if members.insert(id, BasicNode::new(addr)).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "--raft.initial-members: node {id} is listed twice"
+            )));
+        }
+    }
+    Ok(members)
+}
+
 /// `http://host:port` or `host:port` to a socket address.
 pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
     let hostport = value
@@ -310,11 +340,30 @@ impl LeaderArgs {
         if self.raft_node_id == 0 {
             return Err(Error::InvalidInput("--raft.node-id must be >= 1".into()));
         }
-        if !self.raft_initial_members.is_empty() {
-            return Err(Error::InvalidInput(
-                "--raft.initial-members: multi-node clusters are not implemented yet; run a single node".into(),
-            ));
+        let members = parse_initial_members(&self.raft_initial_members)?;
+        if !members.is_empty() {
+            match members.get(&self.raft_node_id) {
+                Some(node) if node.addr == self.raft_address => {}
+                Some(node) => {
+                    return Err(Error::InvalidInput(format!(
+                        "--raft.initial-members gives node {} the address {:?}, but --raft.address is {:?}",
+                        self.raft_node_id, node.addr, self.raft_address
+                    )))
+                }
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "--raft.initial-members does not include this node (--raft.node-id {})",
+                        self.raft_node_id
+                    )))
+                }
+            }
         }
+        let raft_listen = parse_address(
+            "raft.listen-address",
+            self.raft_listen_address
+                .as_deref()
+                .unwrap_or(&self.raft_address),
+        )?;
         if self.replication_enabled {
             return Err(Error::InvalidInput(
                 "--replication.enabled: cross-cluster replication is not implemented yet".into(),
@@ -355,6 +404,7 @@ impl LeaderArgs {
             api_advertise: advertise,
             default_table: self.api_default_table.clone(),
             rest_listen,
+            raft_listen,
             registry: RegistryConfig {
                 node_host_dir,
                 wal_dir,
@@ -362,6 +412,7 @@ impl LeaderArgs {
                 group: GroupConfig {
                     node_id: self.raft_node_id,
                     raft_address: self.raft_address.clone(),
+                    members,
                     wal_dir: PathBuf::new(),
                     state_machine_dir: PathBuf::new(),
                     snapshot_dir: PathBuf::new(),
@@ -436,6 +487,35 @@ mod tests {
         assert_eq!(parse_duration("1m0s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn initial_members() {
+        let m = parse_initial_members("1=127.0.0.1:5012, 2=127.0.0.1:5013,3=h:1").unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[&2].addr, "127.0.0.1:5013");
+        assert!(parse_initial_members("").unwrap().is_empty());
+        for bad in ["1", "x=h:1", "0=h:1", "1=", "1=http://h:1", "1=h:1,1=h:2"] {
+            assert!(parse_initial_members(bad).is_err(), "{bad}");
+        }
+        let leader = |extra: &[&str]| {
+            let mut argv = vec!["armada", "leader"];
+            argv.extend(extra);
+            let Command::Leader(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("leader")
+            };
+            args.node_config()
+        };
+        let ok = leader(&[
+            "--raft.node-id=2",
+            "--raft.address=127.0.0.1:5013",
+            "--raft.initial-members=1=127.0.0.1:5012,2=127.0.0.1:5013",
+        ])
+        .unwrap();
+        assert_eq!(ok.registry.group.members.len(), 2);
+        assert_eq!(ok.raft_listen.to_string(), "127.0.0.1:5013");
+        assert!(leader(&["--raft.initial-members=2=127.0.0.1:5013"]).is_err());
+        assert!(leader(&["--raft.initial-members=1=127.0.0.1:9"]).is_err());
     }
 
     #[test]

@@ -19,3 +19,7 @@ pub mod etcdserverpb {
 pub mod armada {
     tonic::include_proto!("armada.v1");
 }
+
+pub mod raft {
+    tonic::include_proto!("armada.raft.v1");
+}

@@ -1,11 +1,13 @@
 //! etcd's Cluster service. Membership is the static member set of this
-//! node's cluster; runtime membership changes are refused.
+//! node's cluster (`--raft.initial-members`); names and client URLs are what
+//! each member registered in the metadata group (empty until it has, like an
+//! unstarted etcd member). Runtime membership changes are refused.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::Context;
+use super::{status, Context};
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
@@ -28,16 +30,26 @@ impl Cluster for ClusterService {
         request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
-        let m = &self.ctx.member;
+        let registered = self.ctx.registry.members().await.map_err(status)?;
+        let mut members: Vec<Member> = self
+            .ctx
+            .members
+            .iter()
+            .map(|(node, m)| {
+                let info = registered.get(node).cloned().unwrap_or_default();
+                Member {
+                    id: m.id,
+                    name: info.name,
+                    peer_ur_ls: m.peer_urls.clone(),
+                    client_ur_ls: info.client_urls,
+                    is_learner: false,
+                }
+            })
+            .collect();
+        members.sort_by_key(|m| m.id); // etcd lists members by id
         let mut resp = MemberListResponse {
             header: None,
-            members: vec![Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: m.client_urls.clone(),
-                is_learner: false,
-            }],
+            members,
         };
         self.ctx.fill(&group, &mut resp.header, None);
         Ok(Response::new(resp))

@@ -75,11 +75,7 @@ impl Maintenance for MaintenanceService {
             header: None,
             version: self.ctx.version.to_string(),
             db_size: st.db_size as i64,
-            leader: if st.leader.is_some() {
-                self.ctx.member.id
-            } else {
-                0
-            },
+            leader: st.leader.map_or(0, |l| self.ctx.member_id(l)),
             raft_index: st.last_log_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,

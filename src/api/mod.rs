@@ -11,6 +11,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod tables;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tonic::metadata::MetadataMap;
@@ -20,6 +21,7 @@ use crate::error::{Error, EtcdError};
 use crate::pb::etcdserverpb::ResponseHeader;
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::Registry;
+use crate::raft::NodeId;
 
 /// The metadata key that selects a table.
 pub const TABLE_HEADER: &str = "armada-table";
@@ -38,11 +40,21 @@ pub struct Context {
     pub registry: Arc<Registry>,
     pub default_table: String,
     pub cluster_id: u64,
+    pub node_id: NodeId,
+    /// This node as a member.
     pub member: Member,
+    /// Every member of the cluster by raft node id, with ids and peer URLs
+    /// (names and client URLs come from the metadata group).
+    pub members: BTreeMap<NodeId, Member>,
     pub version: &'static str,
 }
 
 impl Context {
+    /// The etcd member id of a raft node of this cluster (0 if unknown).
+    pub fn member_id(&self, node: NodeId) -> u64 {
+        self.members.get(&node).map_or(0, |m| m.id)
+    }
+
     /// The group of the table a request is for; honours `hasleader`.
     pub async fn group(&self, metadata: &MetadataMap) -> Result<Arc<RaftGroup>, Status> {
         let name = match metadata.get(TABLE_HEADER) {
@@ -82,6 +94,12 @@ impl Context {
 
 pub fn status(e: impl Into<Error>) -> Status {
     e.into().into()
+}
+
+/// A member's etcd id: a function of its raft node id and peer URL, so every
+/// node computes the same id for every member.
+pub fn member_id(node: NodeId, peer_url: &str) -> u64 {
+    stable_id(&format!("armada-member/{node}/{peer_url}"))
 }
 
 /// A stable 64-bit id from a string, for member and cluster ids (FNV-1a).

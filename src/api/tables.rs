@@ -50,7 +50,7 @@ impl Tables for TablesService {
             .ctx
             .registry
             .list()
-            .await
+            .await?
             .into_iter()
             .map(|(name, epoch)| TableInfo { name, epoch })
             .collect();

@@ -1,8 +1,12 @@
-//! One table's Raft group: its openraft instance, its storage, and the two
-//! entry points the API uses. Every write is a `client_write` (log in LMDB,
-//! then apply into LMDB); reads run against the state machine's LMDB
-//! environment, after a ReadIndex round (`ensure_linearizable`) unless the
-//! client asked for a serializable read.
+//! One Raft group (a table's, or the cluster's metadata group): its openraft
+//! instance, its storage, and the two entry points the API uses.
+//!
+//! - [`RaftGroup::write`]: on the raft leader, a proposal (log in LMDB on a
+//!   quorum, then apply into LMDB); on a raft follower, forwarded to the raft
+//!   leader over the Raft transport. A follower never proposes itself.
+//! - [`RaftGroup::read`]: against the local state machine; a linearizable
+//!   read first waits until this node has applied the raft leader's
+//!   ReadIndex (confirmed by a quorum heartbeat), on any member.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +18,7 @@ use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::log_store::LogStore;
-use super::network::Network;
+use super::network::{Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
@@ -28,6 +32,8 @@ use crate::storage::mvcc::{MvccDb, Reader};
 pub struct GroupConfig {
     pub node_id: NodeId,
     pub raft_address: String,
+    /// The voters every group of the cluster starts with (this node included).
+    pub members: BTreeMap<NodeId, BasicNode>,
     pub wal_dir: PathBuf,
     pub state_machine_dir: PathBuf,
     pub snapshot_dir: PathBuf,
@@ -52,7 +58,10 @@ pub struct GroupStatus {
 
 pub struct RaftGroup {
     pub table: String,
+    /// The group's name on the Raft transport: `<table>.<epoch>` or `.meta`.
+    pub group_id: String,
     pub node_id: NodeId,
+    peers: Arc<Peers>,
     raft: Raft,
     proposer: Proposer,
     sm: Arc<Shared>,
@@ -61,14 +70,20 @@ pub struct RaftGroup {
 
 impl RaftGroup {
     /// Opens the group's storage and starts its Raft node. A brand-new group
-    /// is initialized with this node as its only voter.
-    pub async fn open(table: &str, cfg: &GroupConfig) -> Result<Arc<RaftGroup>> {
+    /// is initialized with the cluster's initial members as voters; every
+    /// member does so with the same set, which openraft allows.
+    pub async fn open(
+        table: &str,
+        group_id: &str,
+        cfg: &GroupConfig,
+        peers: Arc<Peers>,
+    ) -> Result<Arc<RaftGroup>> {
         let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
         let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
         let sm = StateMachine::open(db, &cfg.snapshot_dir)?;
         let shared = sm.shared();
         let config = Config {
-            cluster_name: format!("armada-{table}"),
+            cluster_name: format!("armada-{group_id}"),
             heartbeat_interval: cfg.heartbeat_ms,
             election_timeout_min: cfg.election_ms,
             election_timeout_max: cfg.election_ms * 2,
@@ -86,7 +101,10 @@ impl RaftGroup {
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            Network,
+            Network {
+                peers: peers.clone(),
+                group: group_id.to_string(),
+            },
             LogStore::new(log.clone()),
             sm,
         )
@@ -97,14 +115,20 @@ impl RaftGroup {
             .await
             .map_err(|e| Error::Raft(e.to_string()))?
         {
-            let members = BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))]);
+            let members = if cfg.members.is_empty() {
+                BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
+            } else {
+                cfg.members.clone()
+            };
             raft.initialize(members)
                 .await
                 .map_err(|e| Error::Raft(e.to_string()))?;
         }
         Ok(Arc::new(RaftGroup {
             table: table.to_string(),
+            group_id: group_id.to_string(),
             node_id: cfg.node_id,
+            peers,
             proposer: Proposer::spawn(raft.clone()),
             raft,
             sm: shared,
@@ -127,8 +151,52 @@ impl RaftGroup {
         self.raft.metrics().borrow().current_leader.is_some()
     }
 
-    /// Proposes a command and returns what applying it produced.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The raft leader as this node knows it, if it is another node.
+    fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader.filter(|l| *l != self.node_id)?;
+        let node = m.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    }
+
+    /// Asks the raft leader to run `rpc` for us.
+    async fn forward<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        (leader, addr): (NodeId, String),
+        rpc: Rpc,
+        req: &Req,
+    ) -> Result<Resp> {
+        let reply: Remote<Resp> = self
+            .peers
+            .call(leader, &addr, &self.group_id, rpc, req, FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| {
+                tracing::debug!(group = %self.group_id, "forwarding to raft leader {leader}: {e:?}");
+                Error::from(EtcdError::LeaderChanged)
+            })?;
+        match reply {
+            Remote::Ok(v) => Ok(v),
+            Remote::Etcd(e) => Err(e.into()),
+            Remote::Failed(m) => Err(Error::Internal(format!("raft leader {leader}: {m}"))),
+        }
+    }
+
+    /// Proposes a command and returns what applying it produced. A raft
+    /// follower forwards it to the raft leader.
     pub async fn write(&self, cmd: Command) -> Result<Applied> {
+        match self.remote_leader() {
+            Some(leader) => self.forward(leader, Rpc::Propose, &cmd).await,
+            None => self.write_as_leader(cmd).await,
+        }
+    }
+
+    /// Proposes a command on this node, which must be the raft leader; a
+    /// forwarded write is never forwarded again.
+    pub async fn write_as_leader(&self, cmd: Command) -> Result<Applied> {
         // etcd's quota: refuse writes (and raise NOSPACE) before either
         // environment's map fills, keeping room for Raft's own entries.
         if crate::storage::env_nearly_full(self.log.env(), 0.9)
@@ -149,24 +217,42 @@ impl RaftGroup {
             .into()),
             Err(ProposeError::Raft(e)) => Err(Error::Raft(e)),
             Err(ProposeError::Fatal(e)) => {
-                tracing::error!(table = %self.table, "raft group stopped: {e}");
+                tracing::error!(group = %self.group_id, "raft group stopped: {e}");
                 Err(EtcdError::Stopped.into())
             }
         }
     }
 
-    /// Reads from the state machine; linearizable reads first confirm
-    /// leadership and wait until the read index is applied.
+    /// The raft leader's half of ReadIndex: confirms leadership with a
+    /// quorum and returns the log index a linearizable read must wait for.
+    pub async fn read_index_as_leader(&self) -> Result<u64> {
+        let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(|e| match e {
+            RaftError::APIError(_) => Error::from(EtcdError::LeaderChanged),
+            RaftError::Fatal(_) => Error::from(EtcdError::Stopped),
+        })?;
+        Ok(read_log_id.map_or(0, |l| l.index))
+    }
+
+    /// Reads from the state machine; a linearizable read first waits until
+    /// this node has applied the raft leader's read index.
     pub async fn read<R: Send + 'static>(
         &self,
         linearizable: bool,
         f: impl FnOnce(&Reader<'_>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if linearizable {
-            self.raft.ensure_linearizable().await.map_err(|e| match e {
-                RaftError::APIError(_) => Error::from(EtcdError::NoLeader),
-                RaftError::Fatal(_) => Error::from(EtcdError::Stopped),
-            })?;
+            let index = match self.remote_leader() {
+                Some(leader) => self.forward(leader, Rpc::ReadIndex, &()).await?,
+                None => self.read_index_as_leader().await?,
+            };
+            self.raft
+                .wait(Some(FORWARD_TIMEOUT))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|e| match e {
+                    openraft::metrics::WaitError::Timeout(..) => Error::from(EtcdError::Timeout),
+                    openraft::metrics::WaitError::ShuttingDown => Error::from(EtcdError::Stopped),
+                })?;
         }
         let sm = self.sm.clone();
         blocking(move || sm.db.read(f)).await

@@ -5,11 +5,13 @@
 //! - [`state_machine`]: `RaftStateMachine` over `storage::mvcc::MvccDb`; a
 //!   batch of entries is applied in one LMDB write transaction together with
 //!   the last applied log id and membership;
-//! - [`network`]: the transport between nodes;
+//! - [`network`] and [`transport`]: the Raft transport between nodes
+//!   (client and server halves), one connection per peer for all groups;
 //! - [`proposer`]: group commit, many concurrent writes per log entry;
 //! - [`group`]: a table's Raft group, with write and read entry points that
 //!   speak crate errors;
-//! - [`registry`]: the tables of this node.
+//! - [`registry`]: the tables of this node, following the cluster's
+//!   metadata group.
 
 pub mod group;
 pub mod log_store;
@@ -17,6 +19,7 @@ pub mod network;
 pub mod proposer;
 pub mod registry;
 pub mod state_machine;
+pub mod transport;
 
 use openraft::BasicNode;
 

@@ -1,31 +1,67 @@
-//! The tables of this node: a catalogue in LMDB and one running Raft group
-//! per table. Each table incarnation gets directories named after its epoch,
-//! so a deleted and re-created table never reuses old files.
+//! The tables of this node, kept in step with the cluster's metadata group.
+//!
+//! The metadata group (`.meta`) is one more Raft group across all nodes,
+//! holding an etcd keyspace of its own: `tables/<name>` = epoch and
+//! `members/<node id>` = how clients reach that node. Table create and delete
+//! are transactions on it, so the whole cluster agrees on the table list and
+//! every epoch. Each node reconciles its running groups with that list
+//! whenever the metadata group applies something: it starts missing tables'
+//! groups and stops deleted ones and removes their data. A node that was down
+//! catches up on the metadata group like any other and then reconciles.
+//!
+//! Each table incarnation lives in directories named `<name>.<epoch>`, so a
+//! deleted and re-created table never reuses old files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
 
 use super::group::{GroupConfig, RaftGroup};
+use super::network::Peers;
+use super::NodeId;
 use crate::error::{Error, Result};
-use crate::storage::tables::TableDb;
+use crate::kv::command::{Applied, Command};
+use crate::kv::range::{prefix_end, KeyRange};
+use crate::kv::MvccRead;
+use crate::pb::etcdserverpb::{
+    compare, request_op, Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
+};
+use crate::pb::mvccpb::KeyValue;
+use crate::storage::mvcc::Reader;
 
-/// Node-wide layout and tuning from which each table's [`GroupConfig`] is derived.
+/// The metadata group's id on the Raft transport; no table name starts with '.'.
+pub const META_GROUP: &str = ".meta";
+const TABLES: &str = "tables/";
+const MEMBERS: &str = "members/";
+
+/// Node-wide layout and tuning from which each group's [`GroupConfig`] is derived.
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     pub node_host_dir: PathBuf,
     pub wal_dir: PathBuf,
     pub state_machine_dir: PathBuf,
-    /// Group settings; its directory fields are replaced per table.
+    /// Group settings; its directory fields are replaced per group.
     pub group: GroupConfig,
+}
+
+/// How etcd clients reach a member, as registered in the metadata group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub client_urls: Vec<String>,
 }
 
 pub struct Registry {
     cfg: RegistryConfig,
-    catalogue: TableDb,
+    peers: Arc<Peers>,
+    meta: Arc<RaftGroup>,
+    /// Running table groups by table name, with their epoch.
     groups: RwLock<HashMap<String, (u64, Arc<RaftGroup>)>>,
+    /// Serializes reconciles, so a group's LMDB envs are opened once.
+    reconciling: Mutex<()>,
 }
 
 /// Table names become directory names and metadata values: keep them plain.
@@ -45,34 +81,198 @@ pub fn validate_table_name(name: &str) -> Result<()> {
     }
 }
 
+fn put_op(key: String, value: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.into_bytes(),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+/// `create_revision(key) == 0` (absent) or `!= 0` (present).
+fn exists(key: &str, present: bool) -> Compare {
+    Compare {
+        result: if present {
+            compare::CompareResult::NotEqual
+        } else {
+            compare::CompareResult::Equal
+        } as i32,
+        target: compare::CompareTarget::Create as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(compare::TargetUnion::CreateRevision(0)),
+        ..Default::default()
+    }
+}
+
+/// Every live key under `prefix`, at the current revision.
+fn scan_prefix(r: &Reader<'_>, prefix: &str) -> Result<Vec<KeyValue>> {
+    let rev = r.revision_state()?.current;
+    let range = KeyRange::new(prefix.as_bytes(), &prefix_end(prefix.as_bytes()));
+    let mut out = Vec::new();
+    r.scan(&range, rev, &mut |kv| {
+        out.push(kv);
+        true
+    })?;
+    Ok(out)
+}
+
+fn succeeded(applied: Applied) -> bool {
+    matches!(applied, Applied::Txn(t) if t.succeeded)
+}
+
 impl Registry {
-    /// Opens the catalogue and starts a group for every table in it.
-    pub async fn open(cfg: RegistryConfig) -> Result<Registry> {
-        let catalogue = TableDb::open(&cfg.node_host_dir.join("meta"))?;
-        let registry = Registry {
+    /// Opens the metadata group and the groups of the tables it lists.
+    pub async fn open(cfg: RegistryConfig) -> Result<Arc<Registry>> {
+        let peers = Peers::new();
+        let meta = RaftGroup::open(
+            META_GROUP,
+            META_GROUP,
+            &Self::group_config(&cfg, META_GROUP),
+            peers.clone(),
+        )
+        .await?;
+        let registry = Arc::new(Registry {
             cfg,
-            catalogue,
+            peers,
+            meta,
             groups: RwLock::new(HashMap::new()),
-        };
-        for (name, epoch) in registry.catalogue.list()? {
-            let group = registry.start(&name, epoch).await?;
-            registry.groups.write().await.insert(name, (epoch, group));
-        }
+            reconciling: Mutex::new(()),
+        });
+        registry.reconcile().await?;
+        tokio::spawn(Self::follow_meta(Arc::downgrade(&registry)));
         Ok(registry)
     }
 
-    fn group_config(&self, name: &str, epoch: u64) -> GroupConfig {
-        let dir = format!("{name}.{epoch}");
-        GroupConfig {
-            wal_dir: self.cfg.wal_dir.join(&dir),
-            state_machine_dir: self.cfg.state_machine_dir.join(&dir),
-            snapshot_dir: self.cfg.node_host_dir.join("snapshots").join(&dir),
-            ..self.cfg.group.clone()
+    /// Reconciles after every change the metadata group applies.
+    async fn follow_meta(registry: std::sync::Weak<Registry>) {
+        let Some(mut metrics) = registry.upgrade().map(|r| r.meta.raft().metrics()) else {
+            return;
+        };
+        let mut seen = None;
+        loop {
+            let applied = metrics.borrow_and_update().last_applied;
+            if applied != seen {
+                seen = applied;
+                let Some(r) = registry.upgrade() else { return };
+                if let Err(e) = r.reconcile().await {
+                    tracing::warn!("reconciling tables with the metadata group: {e}");
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
         }
     }
 
-    async fn start(&self, name: &str, epoch: u64) -> Result<Arc<RaftGroup>> {
-        RaftGroup::open(name, &self.group_config(name, epoch)).await
+    fn group_config(cfg: &RegistryConfig, dir: &str) -> GroupConfig {
+        GroupConfig {
+            wal_dir: cfg.wal_dir.join(dir),
+            state_machine_dir: cfg.state_machine_dir.join(dir),
+            snapshot_dir: cfg.node_host_dir.join("snapshots").join(dir),
+            ..cfg.group.clone()
+        }
+    }
+
+    pub fn meta(&self) -> &Arc<RaftGroup> {
+        &self.meta
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.group.node_id
+    }
+
+    /// The tables in the metadata group's local state.
+    async fn catalogue(&self, linearizable: bool) -> Result<BTreeMap<String, u64>> {
+        self.meta
+            .read(linearizable, |r| {
+                let mut out = BTreeMap::new();
+                for kv in scan_prefix(r, TABLES)? {
+                    let name = String::from_utf8_lossy(&kv.key[TABLES.len()..]).into_owned();
+                    let epoch = std::str::from_utf8(&kv.value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| Error::Corrupt(format!("epoch of table {name:?}")))?;
+                    out.insert(name, epoch);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Starts and stops table groups to match the catalogue.
+    pub async fn reconcile(&self) -> Result<()> {
+        let _one = self.reconciling.lock().await;
+        let want = self.catalogue(false).await?;
+        let running: Vec<(String, u64)> = self
+            .groups
+            .read()
+            .await
+            .iter()
+            .map(|(n, (e, _))| (n.clone(), *e))
+            .collect();
+        for (name, epoch) in running {
+            if want.get(&name) != Some(&epoch) {
+                let removed = self.groups.write().await.remove(&name);
+                if let Some((_, group)) = removed {
+                    tracing::info!(table = %name, epoch, "stopping deleted table");
+                    group.shutdown().await;
+                }
+            }
+        }
+        for (name, epoch) in &want {
+            if self.groups.read().await.contains_key(name) {
+                continue;
+            }
+            let dir = format!("{name}.{epoch}");
+            tracing::info!(table = %name, epoch, "starting table");
+            let group = RaftGroup::open(
+                name,
+                &dir,
+                &Self::group_config(&self.cfg, &dir),
+                self.peers.clone(),
+            )
+            .await?;
+            self.groups
+                .write()
+                .await
+                .insert(name.clone(), (*epoch, group));
+        }
+        // Only a caught-up node may conclude that a table is gone: after a
+        // crash the metadata state machine can be behind its own log.
+        let m = self.meta.raft().metrics().borrow().clone();
+        if m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index {
+            self.remove_stale_dirs(&want);
+        }
+        Ok(())
+    }
+
+    /// Deletes the data of table incarnations the catalogue no longer has
+    /// (deleted while this node was running, or while it was down).
+    fn remove_stale_dirs(&self, want: &BTreeMap<String, u64>) {
+        let live: std::collections::HashSet<String> =
+            want.iter().map(|(n, e)| format!("{n}.{e}")).collect();
+        let roots = [
+            self.cfg.wal_dir.clone(),
+            self.cfg.state_machine_dir.clone(),
+            self.cfg.node_host_dir.join("snapshots"),
+        ];
+        for root in roots {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || live.contains(&name) || !entry.path().is_dir() {
+                    continue;
+                }
+                tracing::info!(dir = %entry.path().display(), "removing a deleted table's data");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!("removing {}: {e}", entry.path().display());
+                }
+            }
+        }
     }
 
     pub async fn get(&self, name: &str) -> Result<Arc<RaftGroup>> {
@@ -82,18 +282,25 @@ impl Registry {
         }
     }
 
-    pub async fn list(&self) -> Vec<(String, u64)> {
-        let mut out: Vec<_> = self
-            .groups
-            .read()
-            .await
-            .iter()
-            .map(|(n, (e, _))| (n.clone(), *e))
-            .collect();
-        out.sort();
-        out
+    /// A group by its Raft transport id, for messages from peers.
+    pub async fn group_by_id(&self, id: &str) -> Option<Arc<RaftGroup>> {
+        if id == META_GROUP {
+            return Some(self.meta.clone());
+        }
+        let (name, epoch) = id.rsplit_once('.')?;
+        let epoch: u64 = epoch.parse().ok()?;
+        match self.groups.read().await.get(name) {
+            Some((e, g)) if *e == epoch => Some(g.clone()),
+            _ => None,
+        }
     }
 
+    /// The cluster's tables (a linearizable read of the metadata group).
+    pub async fn list(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self.catalogue(true).await?.into_iter().collect())
+    }
+
+    /// The running table groups of this node.
     pub async fn groups(&self) -> Vec<Arc<RaftGroup>> {
         self.groups
             .read()
@@ -103,43 +310,97 @@ impl Registry {
             .collect()
     }
 
-    /// Creates a table; its epoch is the creation time in nanoseconds, unique
-    /// per incarnation.
+    /// Creates a table cluster-wide; its epoch is the creation time in
+    /// nanoseconds, unique per incarnation. Returns once this node runs it.
     pub async fn create(&self, name: &str) -> Result<u64> {
         validate_table_name(name)?;
-        let mut groups = self.groups.write().await;
-        if groups.contains_key(name) {
-            return Err(Error::TableExists(name.to_string()));
-        }
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
-        let group = self.start(name, epoch).await?;
-        self.catalogue.put(name, epoch)?;
-        groups.insert(name.to_string(), (epoch, group));
+        let key = format!("{TABLES}{name}");
+        let txn = TxnRequest {
+            compare: vec![exists(&key, false)],
+            success: vec![put_op(key.clone(), epoch.to_string().into_bytes())],
+            failure: vec![],
+        };
+        if !succeeded(self.meta.write(Command::Txn(txn)).await?) {
+            return Err(Error::TableExists(name.to_string()));
+        }
+        self.catalogue(true).await?; // this node has applied the create
+        self.reconcile().await?;
         Ok(epoch)
     }
 
-    /// Deletes a table: stops its group and removes its data.
+    /// Creates the table unless it exists.
+    pub async fn ensure(&self, name: &str) -> Result<()> {
+        match self.create(name).await {
+            Ok(_) | Err(Error::TableExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a table cluster-wide: every node stops its group and removes its data.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let mut groups = self.groups.write().await;
-        let Some((epoch, group)) = groups.remove(name) else {
-            return Err(Error::TableNotFound(name.to_string()));
+        let key = format!("{TABLES}{name}");
+        let txn = TxnRequest {
+            compare: vec![exists(&key, true)],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestDeleteRange(
+                    DeleteRangeRequest {
+                        key: key.into_bytes(),
+                        ..Default::default()
+                    },
+                )),
+            }],
+            failure: vec![],
         };
-        self.catalogue.delete(name)?;
-        group.shutdown().await;
-        let cfg = self.group_config(name, epoch);
-        for dir in [cfg.wal_dir, cfg.state_machine_dir, cfg.snapshot_dir] {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!("removing {}: {e}", dir.display());
-            }
+        if !succeeded(self.meta.write(Command::Txn(txn)).await?) {
+            return Err(Error::TableNotFound(name.to_string()));
+        }
+        self.catalogue(true).await?;
+        self.reconcile().await
+    }
+
+    /// Records how clients reach this node, unless already recorded so.
+    pub async fn register_member(&self, info: &MemberInfo) -> Result<()> {
+        let key = format!("{MEMBERS}{}", self.node_id());
+        let value = serde_json::to_vec(info).map_err(|e| Error::Internal(e.to_string()))?;
+        let current = self.members().await?.remove(&self.node_id());
+        if current.as_ref() != Some(info) {
+            self.meta
+                .write(Command::Put(PutRequest {
+                    key: key.into_bytes(),
+                    value,
+                    ..Default::default()
+                }))
+                .await?;
         }
         Ok(())
+    }
+
+    /// Every registered member's client-facing info (local metadata state).
+    pub async fn members(&self) -> Result<BTreeMap<NodeId, MemberInfo>> {
+        self.meta
+            .read(false, |r| {
+                let mut out = BTreeMap::new();
+                for kv in scan_prefix(r, MEMBERS)? {
+                    let id = std::str::from_utf8(&kv.key[MEMBERS.len()..])
+                        .ok()
+                        .and_then(|s| s.parse().ok());
+                    let info = serde_json::from_slice(&kv.value).ok();
+                    if let (Some(id), Some(info)) = (id, info) {
+                        out.insert(id, info);
+                    }
+                }
+                Ok(out)
+            })
+            .await
     }
 
     pub async fn shutdown(&self) {
         for (_, group) in self.groups.read().await.values() {
             group.shutdown().await;
         }
+        self.meta.shutdown().await;
     }
 }

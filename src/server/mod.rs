@@ -5,25 +5,31 @@
 pub mod authority;
 pub mod rest;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::BasicNode;
+
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
-use crate::api::{stable_id, Context, Member};
+use crate::api::{member_id, stable_id, Context, Member};
 use crate::error::{Error, Result};
 use crate::kv::validate::{MAX_GRPC_DECODE_BYTES, MAX_GRPC_RECV_BYTES};
 use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::raft::raft_server::RaftServer;
 use crate::raft::group::GroupConfig;
-use crate::raft::registry::{Registry, RegistryConfig};
+use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
+use crate::raft::transport::RaftService;
+use crate::raft::NodeId;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -37,6 +43,7 @@ pub struct NodeConfig {
     pub api_advertise: String,
     pub default_table: String,
     pub rest_listen: SocketAddr,
+    pub raft_listen: SocketAddr,
     pub registry: RegistryConfig,
 }
 
@@ -55,25 +62,45 @@ pub async fn serve(
     cfg: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let registry = Arc::new(Registry::open(cfg.registry.clone()).await?);
-    if registry.get(&cfg.default_table).await.is_err() {
-        tracing::info!(table = %cfg.default_table, "creating the default table");
-        registry.create(&cfg.default_table).await?;
+    let registry = Registry::open(cfg.registry.clone()).await?;
+    let group = cfg.group();
+    let mut voters = group.members.clone();
+    if voters.is_empty() {
+        voters.insert(group.node_id, BasicNode::new(&group.raft_address));
     }
-    for group in registry.groups().await {
-        group.wait_for_leader(Duration::from_secs(30)).await?;
-    }
-    let peer_url = format!("http://{}", cfg.group().raft_address);
+    let members: BTreeMap<NodeId, Member> = voters
+        .iter()
+        .map(|(id, node)| {
+            let peer_url = format!("http://{}", node.addr);
+            let member = Member {
+                id: member_id(*id, &peer_url),
+                name: String::new(),
+                client_urls: Vec::new(),
+                peer_urls: vec![peer_url],
+            };
+            (*id, member)
+        })
+        .collect();
+    let cluster_id = stable_id(&format!(
+        "armada-cluster/{}",
+        members
+            .iter()
+            .map(|(id, m)| format!("{id}={}", m.peer_urls[0]))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let me = Member {
+        name: cfg.name.clone(),
+        client_urls: vec![cfg.api_advertise.clone()],
+        ..members[&group.node_id].clone()
+    };
     let ctx = Arc::new(Context {
         registry: registry.clone(),
         default_table: cfg.default_table.clone(),
-        cluster_id: stable_id(&format!("armada-cluster/{peer_url}")),
-        member: Member {
-            id: stable_id(&format!("armada-member/{}/{peer_url}", cfg.group().node_id)),
-            name: cfg.name.clone(),
-            client_urls: vec![cfg.api_advertise.clone()],
-            peer_urls: vec![peer_url],
-        },
+        cluster_id,
+        node_id: group.node_id,
+        member: me.clone(),
+        members,
         version: ETCD_VERSION,
     });
 
@@ -85,6 +112,25 @@ pub async fn serve(
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+
+    let raft = tonic::transport::Server::builder()
+        .add_service(
+            RaftServer::new(RaftService {
+                registry: registry.clone(),
+            })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_shutdown(cfg.raft_listen, wait_stop(stop_rx.clone()));
+    tokio::spawn(bootstrap(
+        registry.clone(),
+        cfg.default_table.clone(),
+        MemberInfo {
+            name: me.name,
+            client_urls: me.client_urls,
+        },
+        stop_rx.clone(),
+    ));
 
     let rest = rest::serve(
         cfg.rest_listen,
@@ -111,11 +157,40 @@ pub async fn serve(
             api_incoming(cfg.api_listen).await?,
             wait_stop(stop_rx.clone()),
         );
-    tracing::info!(api = %cfg.api_listen, rest = %cfg.rest_listen, "armada leader serving etcd");
-    let (grpc, rest) = tokio::join!(grpc, rest);
+    tracing::info!(
+        api = %cfg.api_listen, rest = %cfg.rest_listen, raft = %cfg.raft_listen,
+        "armada leader serving etcd"
+    );
+    let (grpc, rest, raft) = tokio::join!(grpc, rest, raft);
     registry.shutdown().await;
     grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+    raft.map_err(|e| Error::Internal(format!("raft transport: {e}")))?;
     rest
+}
+
+/// Once the metadata group has a raft leader: records how clients reach
+/// this node, and creates the default table unless it exists. Retries until
+/// both are done (a node may start before a quorum of its peers).
+async fn bootstrap(
+    registry: Arc<Registry>,
+    default_table: String,
+    info: MemberInfo,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !*stop.borrow() {
+        let done = async {
+            // Member info first: a node whose default table exists is complete.
+            registry.register_member(&info).await?;
+            registry.ensure(&default_table).await
+        };
+        match done.await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!("bootstrap (default table, member info): {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// The etcd port's connections, each behind [`authority::LenientAuthority`]

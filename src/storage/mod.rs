@@ -21,7 +21,6 @@
 pub mod keys;
 pub mod log;
 pub mod mvcc;
-pub mod tables;
 
 use std::path::Path;
 
