@@ -27,6 +27,10 @@ use crate::kv::command::{Applied, Command};
 use crate::storage::log::LogDb;
 use crate::storage::mvcc::{MvccDb, Reader};
 
+/// How long a request waits for a raft leader to appear before it fails
+/// with `etcdserver: no leader`.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 /// How a group is laid out and tuned; built by the server from the flags.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -155,9 +159,19 @@ impl RaftGroup {
         &self.raft
     }
 
-    /// The raft leader as this node knows it, if it is another node.
-    fn remote_leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+    /// The raft leader, if it is another node. Without a known leader (an
+    /// election is on, or the group just started) it waits a little for one,
+    /// as etcd holds a proposal until a leader appears.
+    async fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let m = match self
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a raft leader")
+            .await
+        {
+            Ok(m) => m,
+            Err(_) => return None, // the proposal reports NoLeader
+        };
         let leader = m.current_leader.filter(|l| *l != self.node_id)?;
         let node = m.membership_config.membership().get_node(&leader)?;
         Some((leader, node.addr.clone()))
@@ -188,7 +202,7 @@ impl RaftGroup {
     /// Proposes a command and returns what applying it produced. A raft
     /// follower forwards it to the raft leader.
     pub async fn write(&self, cmd: Command) -> Result<Applied> {
-        match self.remote_leader() {
+        match self.remote_leader().await {
             Some(leader) => self.forward(leader, Rpc::Propose, &cmd).await,
             None => self.write_as_leader(cmd).await,
         }
@@ -241,7 +255,7 @@ impl RaftGroup {
         f: impl FnOnce(&Reader<'_>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if linearizable {
-            let index = match self.remote_leader() {
+            let index = match self.remote_leader().await {
                 Some(leader) => self.forward(leader, Rpc::ReadIndex, &()).await?,
                 None => self.read_index_as_leader().await?,
             };

@@ -22,6 +22,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where a node's log goes: `<data>.log` when `ARMADA_TEST_LOG` is set (for
+/// debugging a failed test), else nowhere.
+fn log_sink(data: &Path) -> Stdio {
+    if std::env::var_os("ARMADA_TEST_LOG").is_none() {
+        return Stdio::null();
+    }
+    let path = data.with_extension("log");
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(f) => {
+            eprintln!("node log: {}", path.display());
+            Stdio::from(f)
+        }
+        Err(_) => Stdio::null(),
+    }
+}
+
 /// The ports one node listens on; kept across restarts of the same node.
 #[derive(Clone, Copy)]
 pub struct Ports {
@@ -57,8 +77,12 @@ impl Server {
             .arg(format!("--raft.address=127.0.0.1:{}", ports.raft))
             .arg("--raft.election-rtt=4")
             .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("ARMADA_TEST_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_sink(data))
             .spawn()
             .expect("start armada");
         Server {
@@ -118,5 +142,166 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// N real `armada` processes forming one cluster on loopback. Nodes are
+/// numbered from 1 (their raft node id); index `i` in methods is that id.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    nodes: Vec<(Ports, Option<Server>)>,
+    members: String,
+    extra: Vec<String>,
+}
+
+/// Fast Raft timing for tests: 20 ms ticks, heartbeat 40 ms, election 300-600 ms.
+pub const FAST_RAFT: [&str; 3] = [
+    "--raft.rtt=20ms",
+    "--raft.heartbeat-rtt=2",
+    "--raft.election-rtt=15",
+];
+
+impl Cluster {
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let ports: Vec<Ports> = (0..n).map(|_| Ports::pick()).collect();
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{}", i + 1, p.raft))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: ports.into_iter().map(|p| (p, None)).collect(),
+            members,
+            extra: FAST_RAFT
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        for id in 1..=n {
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn data_dir(&self, id: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
+    /// (Re)starts node `id` on its data directory and ports.
+    pub fn restart(&mut self, id: usize) {
+        let data = self.data_dir(id);
+        let ports = self.nodes[id - 1].0;
+        let mut args = vec![
+            format!("--raft.node-id={id}"),
+            format!("--raft.initial-members={}", self.members),
+            format!("--name=node{id}"),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.nodes[id - 1].1 = Some(Server::start(&data, ports, &args));
+    }
+
+    pub fn kill9(&mut self, id: usize) {
+        if let Some(mut s) = self.nodes[id - 1].1.take() {
+            s.kill9();
+        }
+    }
+
+    /// Kills node `id` and deletes all of its data.
+    pub fn wipe(&mut self, id: usize) {
+        self.kill9(id);
+        std::fs::remove_dir_all(self.data_dir(id)).unwrap();
+    }
+
+    pub fn is_up(&self, id: usize) -> bool {
+        self.nodes[id - 1].1.is_some()
+    }
+
+    pub fn up(&self) -> Vec<usize> {
+        (1..=self.len()).filter(|id| self.is_up(*id)).collect()
+    }
+
+    pub fn endpoint(&self, id: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[id - 1].0.api)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        (1..=self.len()).map(|id| self.endpoint(id)).collect()
+    }
+
+    pub fn server(&self, id: usize) -> &Server {
+        self.nodes[id - 1].1.as_ref().expect("node is down")
+    }
+
+    /// A channel to node `id` once it answers Status for its default table.
+    pub async fn channel(&self, id: usize) -> Channel {
+        self.server(id).ready().await
+    }
+
+    /// Waits until every running node reports the same raft leader for the
+    /// default table, and returns that leader's node id.
+    pub async fn wait_leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // (node id, its member id, the leader it reports)
+            let mut views = Vec::new();
+            for id in self.up() {
+                let ch = self.channel(id).await;
+                if let Ok(st) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
+                    let st = st.into_inner();
+                    views.push((id, st.header.map_or(0, |h| h.member_id), st.leader));
+                }
+            }
+            let leader = views.first().map(|v| v.2);
+            let agreed = views.len() == self.up().len()
+                && views.iter().all(|v| Some(v.2) == leader && v.2 != 0);
+            if agreed {
+                if let Some(v) = views.iter().find(|v| Some(v.1) == leader) {
+                    return v.0;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed raft leader: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running node has the same `HashKV` of the default
+    /// table at the same revision, and returns (revision, hash).
+    pub async fn wait_converged(&self) -> (i64, u32) {
+        use armada::pb::etcdserverpb::HashKvRequest;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut seen = Vec::new();
+            for id in self.up() {
+                let ch = self.channel(id).await;
+                let h = MaintenanceClient::new(ch)
+                    .hash_kv(HashKvRequest { revision: 0 })
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+                    .map(|r| (r.header.map_or(0, |h| h.revision), r.hash));
+                seen.push(h);
+            }
+            if let Some(Some(first)) = seen.first().cloned() {
+                if seen.iter().all(|s| *s == Some(first)) {
+                    return first;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members never converged: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
