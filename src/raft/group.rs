@@ -31,6 +31,10 @@ use crate::storage::mvcc::{MvccDb, Reader};
 /// with `etcdserver: no leader`.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a proposal or a ReadIndex round may wait for a quorum (etcd:
+/// 5 s plus two election timeouts) before `etcdserver: request timed out`.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// How a group is laid out and tuned; built by the server from the flags.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -221,7 +225,14 @@ impl RaftGroup {
         if self.sm.no_space.load(Ordering::Relaxed) {
             return Err(EtcdError::NoSpace.into());
         }
-        match self.proposer.propose(cmd).await {
+        let proposed = tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(cmd));
+        // A raft leader cut off from its quorum cannot commit: after the
+        // timeout the client gets etcd's retryable "request timed out" (the
+        // entry is overwritten by the next leader, or commits if it returns).
+        let Ok(proposed) = proposed.await else {
+            return Err(EtcdError::Timeout.into());
+        };
+        match proposed {
             Ok(result) => Ok(result?),
             Err(ProposeError::ForwardToLeader(leader)) => Err(if leader.is_some() {
                 EtcdError::LeaderChanged
@@ -240,7 +251,10 @@ impl RaftGroup {
     /// The raft leader's half of ReadIndex: confirms leadership with a
     /// quorum and returns the log index a linearizable read must wait for.
     pub async fn read_index_as_leader(&self) -> Result<u64> {
-        let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(|e| match e {
+        let confirmed = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.get_read_log_id())
+            .await
+            .map_err(|_| Error::from(EtcdError::Timeout))?;
+        let (read_log_id, _) = confirmed.map_err(|e| match e {
             RaftError::APIError(_) => Error::from(EtcdError::LeaderChanged),
             RaftError::Fatal(_) => Error::from(EtcdError::Stopped),
         })?;

@@ -35,6 +35,8 @@ use crate::pb::raft::GroupRequest;
 
 /// How long a forwarded write or ReadIndex may take before the client gets
 /// a retryable timeout.
+/// Longer than the raft leader's own proposal timeout, so that the leader's
+/// answer (even "request timed out") normally arrives.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The answer to a forwarded request: the result, or why there is none.
