@@ -59,9 +59,10 @@ enum Consistency {
 #[derive(Parser, Debug)]
 #[command(about = "etcd v3 load generator (loopback endpoints only)")]
 struct Args {
-    /// gRPC endpoint; must be a loopback address.
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
-    endpoint: String,
+    /// gRPC endpoint(s), comma-separated (connections are spread over them
+    /// round-robin, as over the members of a cluster); loopback only.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    endpoint: Vec<String>,
     #[arg(long, value_enum)]
     workload: Workload,
     /// Concurrent request loops (tokio tasks).
@@ -100,9 +101,10 @@ struct Args {
     /// Concurrent loops writing the preload.
     #[arg(long, default_value_t = 8)]
     preload_clients: usize,
-    /// Server process to sample CPU/RSS/IO from (/proc/<pid>).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process(es) to sample CPU/RSS/IO from (/proc/<pid>),
+    /// comma-separated; a cluster's numbers are the sums over its members.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Free-form system name echoed in the output (e.g. `etcd`, `armada`).
     #[arg(long, default_value = "")]
     label: String,
@@ -383,6 +385,25 @@ struct ProcSample {
     write_bytes: Option<u64>,
 }
 
+/// The sum of [`proc_sample`] over the server processes, if any were given.
+fn servers_sample(pids: &[u32]) -> Result<Option<ProcSample>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = ProcSample {
+        cpu_ticks: 0,
+        rss_kb: 0,
+        write_bytes: Some(0),
+    };
+    for pid in pids {
+        let s = proc_sample(&pid.to_string())?;
+        sum.cpu_ticks += s.cpu_ticks;
+        sum.rss_kb += s.rss_kb;
+        sum.write_bytes = sum.write_bytes.zip(s.write_bytes).map(|(a, b)| a + b);
+    }
+    Ok(Some(sum))
+}
+
 fn proc_sample(pid: &str) -> Result<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
@@ -478,7 +499,9 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 async fn run(args: Args) -> Result<()> {
-    check_loopback(&args.endpoint)?;
+    for e in &args.endpoint {
+        check_loopback(e)?;
+    }
     if args.clients == 0 || args.conns == 0 || args.total == 0 || args.key_space == 0 {
         bail!("--clients, --conns, --total and --key-space must be positive");
     }
@@ -505,16 +528,16 @@ async fn run(args: Args) -> Result<()> {
     });
 
     let timeout = Duration::from_millis(args.timeout_ms);
-    let endpoint = Endpoint::from_shared(args.endpoint.clone())?
-        .tcp_nodelay(true)
-        .connect_timeout(timeout)
-        .timeout(timeout);
     let mut channels = Vec::with_capacity(args.conns);
-    for _ in 0..args.conns {
-        let ch = endpoint
+    for i in 0..args.conns {
+        let url = &args.endpoint[i % args.endpoint.len()];
+        let ch = Endpoint::from_shared(url.clone())?
+            .tcp_nodelay(true)
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .connect()
             .await
-            .with_context(|| format!("connect to {}", args.endpoint))?;
+            .with_context(|| format!("connect to {url}"))?;
         channels.push(ch);
     }
 
@@ -545,15 +568,14 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let server_pid = args.server_pid.map(|p| p.to_string());
-    let server_before = server_pid.as_deref().map(proc_sample).transpose()?;
+    let server_before = servers_sample(&args.server_pid)?;
     let client_before = proc_sample("self")?;
     let busy_before = machine_busy_ticks()?;
     let (mut r, elapsed) =
         run_phase(&channels, args.clients, &plan, args.total, args.warmup, 0).await?;
     let busy_after = machine_busy_ticks()?;
     let client_after = proc_sample("self")?;
-    let server_after = server_pid.as_deref().map(proc_sample).transpose()?;
+    let server_after = servers_sample(&args.server_pid)?;
 
     let ticks = clock_ticks_per_sec() as f64;
     let secs = elapsed.as_secs_f64();

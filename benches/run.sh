@@ -7,6 +7,9 @@
 #   SYSTEMS ["etcd armada"]   RUNS [3]   SCALE [1] (multiplies request totals)
 #   WORKLOADS ["put-1 put-64 range-s-64 range-l-64 txn-create-16"]
 #   KEY_SPACE [100000]  PIN [0] (1: server on CPU 0, loadgen on CPU 1)
+#   NODES [1] members per system: 3 starts a 3-member etcd cluster and a
+#     3-node Armada cluster; the loadgen spreads its connections over all
+#     members and sums the members' CPU
 #   LOADGEN [built here] prebuilt loadgen binary   BUILD [1] (0: skip cargo)
 #   ETCD_BIN [etcd]  ETCDCTL [etcdctl]  ARMADA_BIN [target/release/armada]
 #   RUN_TIMEOUT [300] seconds per loadgen run   READY_TIMEOUT [60] seconds
@@ -24,6 +27,7 @@ SCALE=${SCALE:-1}
 WORKLOADS=${WORKLOADS:-"put-1 put-64 range-s-64 range-l-64 txn-create-16"}
 KEY_SPACE=${KEY_SPACE:-100000}
 PIN=${PIN:-0}
+NODES=${NODES:-1}
 BUILD=${BUILD:-1}
 LOADGEN=${LOADGEN:-}
 ETCD_BIN=${ETCD_BIN:-etcd}
@@ -52,6 +56,7 @@ for sys in $SYSTEMS; do
     esac
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+[[ $NODES =~ ^[1-9]$ ]] || die "NODES must be 1..9"
 [[ $PIN == 0 ]] || command -v taskset >/dev/null || die "PIN=1 needs taskset"
 
 # ---------------------------------------------------------------- build
@@ -146,7 +151,7 @@ wait_quiet() {
 }
 
 # --------------------------------------------------------- server control
-SERVER_PID=""
+SERVER_PIDS=()
 LOADGEN_PID=""
 RUN_DIR=""
 cleanup() {
@@ -155,11 +160,12 @@ cleanup() {
         wait "$LOADGEN_PID" 2>/dev/null || true
         LOADGEN_PID=""
     fi
-    if [[ -n $SERVER_PID ]]; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
     if [[ -n $RUN_DIR && $KEEP_DATA != 1 ]]; then
         rm -rf "$RUN_DIR"
     fi
@@ -169,66 +175,81 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 
-# start_server SYSTEM DIR: sets SERVER_PID and ENDPOINT; waits for readiness.
+# start_server SYSTEM DIR: starts NODES members; sets SERVER_PIDS, ENDPOINT
+# (comma-separated client URLs) and SERVER_PID_LIST; waits for readiness.
 start_server() {
-    local sys=$1 dir=$2 pin=()
+    local sys=$1 dir=$2 pin=() i
     [[ $PIN == 0 ]] || pin=(taskset -c 0)
     pin=(nice -n "$NICE" "${pin[@]}")
-    local p1 p2 p3
-    pick_port
-    p1=$PORT
-    pick_port
-    p2=$PORT
-    ENDPOINT="http://127.0.0.1:$p1"
-    case $sys in
-        etcd)
-            "${pin[@]}" "$ETCD_BIN" --name default --data-dir "$dir/data" \
-                --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
-                --listen-peer-urls "http://127.0.0.1:$p2" \
-                --initial-advertise-peer-urls "http://127.0.0.1:$p2" \
-                --initial-cluster "default=http://127.0.0.1:$p2" \
-                >"$dir/server.log" 2>&1 &
-            ;;
-        armada)
-            pick_port
-            p3=$PORT
-            "${pin[@]}" "$ARMADA_BIN" leader --data-dir "$dir/data" \
-                --api.address "$ENDPOINT" --rest.address "http://127.0.0.1:$p2" \
-                --raft.address "127.0.0.1:$p3" \
-                >"$dir/server.log" 2>&1 &
-            ;;
-    esac
-    SERVER_PID=$!
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    # Ready = a linearizable read succeeds (needs an elected leader).
-    until "$ETCDCTL" --endpoints "$ENDPOINT" --dial-timeout=1s --command-timeout=1s \
-        get --consistency=l __bench_ready >/dev/null 2>&1; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "--- $sys exited during startup; log tail:" >&2
-            tail -n 20 "$dir/server.log" >&2 || true
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            return 1
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "--- $sys not ready after ${READY_TIMEOUT}s; log tail:" >&2
-            tail -n 20 "$dir/server.log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
+    local clients=() peers=() rests=() cluster="" members=""
+    for i in $(seq "$NODES"); do
+        pick_port
+        clients+=("http://127.0.0.1:$PORT")
+        pick_port
+        peers+=("127.0.0.1:$PORT")
+        pick_port
+        rests+=("http://127.0.0.1:$PORT")
+        cluster+="${cluster:+,}m$i=http://${peers[-1]}"
+        members+="${members:+,}$i=${peers[-1]}"
+    done
+    ENDPOINT=$(IFS=,; echo "${clients[*]}")
+    for i in $(seq "$NODES"); do
+        local c=${clients[$((i - 1))]} p=${peers[$((i - 1))]} r=${rests[$((i - 1))]}
+        mkdir -p "$dir/m$i"
+        case $sys in
+            etcd)
+                "${pin[@]}" "$ETCD_BIN" --name "m$i" --data-dir "$dir/m$i/data" \
+                    --listen-client-urls "$c" --advertise-client-urls "$c" \
+                    --listen-peer-urls "http://$p" --initial-advertise-peer-urls "http://$p" \
+                    --initial-cluster "$cluster" --initial-cluster-state new \
+                    >"$dir/m$i/server.log" 2>&1 &
+                ;;
+            armada)
+                local cluster_flags=()
+                ((NODES == 1)) || cluster_flags=(--raft.node-id "$i" --raft.initial-members "$members")
+                "${pin[@]}" "$ARMADA_BIN" leader --data-dir "$dir/m$i/data" \
+                    --api.address "$c" --rest.address "$r" --raft.address "$p" \
+                    "${cluster_flags[@]}" >"$dir/m$i/server.log" 2>&1 &
+                ;;
+        esac
+        SERVER_PIDS+=($!)
+    done
+    SERVER_PID_LIST=$(IFS=,; echo "${SERVER_PIDS[*]}")
+    local deadline=$((SECONDS + READY_TIMEOUT)) pid
+    # Ready = a linearizable read succeeds on every member (an elected leader).
+    for c in "${clients[@]}"; do
+        until "$ETCDCTL" --endpoints "$c" --dial-timeout=1s --command-timeout=1s \
+            get --consistency=l __bench_ready >/dev/null 2>&1; do
+            for pid in "${SERVER_PIDS[@]}"; do
+                if ! kill -0 "$pid" 2>/dev/null; then
+                    echo "--- $sys member exited during startup; log tails:" >&2
+                    tail -n 20 "$dir"/m*/server.log >&2 || true
+                    return 1
+                fi
+            done
+            if ((SECONDS >= deadline)); then
+                echo "--- $sys not ready after ${READY_TIMEOUT}s; log tails:" >&2
+                tail -n 20 "$dir"/m*/server.log >&2 || true
+                return 1
+            fi
+            sleep 0.1
+        done
     done
 }
 
 stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.05
+    local pid deadline=$((SECONDS + 15))
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
     done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+    for pid in "${SERVER_PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
 }
 
 # ------------------------------------------------------------------ runs
@@ -258,7 +279,7 @@ one_run() {
     # at once rather than after the loadgen finishes.
     # shellcheck disable=SC2086 # $args is a list of loadgen flags
     timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
-        --label "$sys" --server-pid "$SERVER_PID" --total "$total" --warmup "$warmup" \
+        --label "$sys" --server-pid "$SERVER_PID_LIST" --total "$total" --warmup "$warmup" \
         --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args \
         >"$RUN_DIR/loadgen.out" &
     LOADGEN_PID=$!
@@ -272,7 +293,7 @@ one_run() {
     else
         echo "--- $sys $wl run $run: loadgen failed (exit $rc); server log tail:" >&2
         grep '^#' <<<"$out" >&2 || true
-        tail -n 20 "$RUN_DIR/server.log" >&2 || true
+        tail -n 20 "$RUN_DIR"/m*/server.log >&2 || true
         FAILURES=$((FAILURES + 1))
     fi
     stop_server
@@ -281,7 +302,7 @@ one_run() {
 }
 
 log "loadgen: $LOADGEN"
-log "systems: $SYSTEMS | workloads: $WORKLOADS | runs: $RUNS | scale: $SCALE | key space: $KEYS | pin: $PIN | nice: $NICE"
+log "systems: $SYSTEMS | members: $NODES | workloads: $WORKLOADS | runs: $RUNS | scale: $SCALE | key space: $KEYS | pin: $PIN | nice: $NICE"
 START=$SECONDS
 for run in $(seq "$RUNS"); do
     # Alternate which system goes first so drift (page cache, thermal,
@@ -335,7 +356,7 @@ report=$(
 # Armada vs etcd benchmark
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), armada $rev, etcd ${etcd_ver:-?}; $(nproc) CPUs ($cpu);
-systems: $SYSTEMS; runs: $RUNS (medians shown); scale: $SCALE; key space: $KEYS; key 8 B, value 256 B;
+systems: $SYSTEMS; members per system: $NODES; runs: $RUNS (medians shown); scale: $SCALE; key space: $KEYS; key 8 B, value 256 B;
 pinning: $([[ $PIN == 0 ]] && echo "none (client and server share all cores)" || echo "server CPU 0, loadgen CPU 1"); nice: $NICE;
 both servers fsync every commit (defaults); runs took ${ELAPSED}s; raw results: ${JSONL#"$ROOT/"}.
 
