@@ -1,0 +1,477 @@
+//! Linearizability under crash faults: concurrent clients spread over a
+//! 3-node cluster of real `armada` processes issue random Put, linearizable
+//! Get (serializable=false) and compare-and-swap Txn requests on a few keys,
+//! each write with a unique value, while a nemesis kill -9s the raft leader
+//! (or a random node), waits for a new leader and restarts it. Every operation
+//! is recorded with call and return times from one monotonic clock (an error
+//! or timeout makes a write's outcome unknown), and the whole history must be
+//! linearizable per key (the WGL/Porcupine checker in
+//! `common/linearizability.rs`): no acknowledged write is lost, no read is
+//! stale and no CAS decides on a stale value, across leader changes.
+//!
+//! The clients are tonic clients built from `armada::pb`, sending exactly the
+//! requests an etcd v3 client sends (the `etcd-client` crate is a dev-dependency
+//! of `compat-tests` only, and this package must reuse `tests/common`).
+//!
+//! The schedule is seeded: `LIN_SEED` (default fixed), `LIN_OPS` (operations,
+//! default 1000), `LIN_KILLS` (nemesis kills, default 3); timing still varies
+//! run to run. `scripts/linearizability.sh` runs it in a loop with random seeds.
+
+mod common;
+#[path = "common/linearizability.rs"]
+mod linearizability;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use armada::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use armada::pb::etcdserverpb::kv_client::KvClient;
+use armada::pb::etcdserverpb::request_op::Request;
+use armada::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use common::Cluster;
+use linearizability::{check_with_budget, CheckResult, Input, Operation, Output, PENDING};
+use tonic::transport::{Channel, Endpoint};
+
+const CLIENTS: usize = 6;
+const KEYS: u64 = 4;
+/// Every RPC is abandoned (outcome unknown) after this long, so nothing hangs.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Checker search steps per key before giving up (a give-up fails the test).
+const CHECK_STEPS: u64 = 20_000_000;
+/// How long the nemesis waits for the clients to make progress between faults.
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
+
+const DEFAULT_SEED: u64 = 0xA4AD_A11E;
+const DEFAULT_OPS: u64 = 1000;
+const DEFAULT_KILLS: u64 = 3;
+
+/// splitmix64: tiny, seedable, good enough to drive a schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo + 1))
+    }
+}
+
+/// A u64 from the environment, decimal or `0x` hex.
+fn env_u64(name: &str, default: u64) -> u64 {
+    let Ok(raw) = std::env::var(name) else {
+        return default;
+    };
+    let raw = raw.trim();
+    let parsed = match raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => raw.parse(),
+    };
+    parsed.unwrap_or_else(|_| panic!("{name}={raw:?} is not a number"))
+}
+
+/// Nanoseconds since `start`: the one clock every call and return is read from.
+fn ns(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+fn key_name(k: u64) -> String {
+    format!("lin/k{k}")
+}
+
+fn value_of(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("values are UTF-8")
+}
+
+/// A channel that connects on first use and reconnects after the node comes
+/// back, so a client stays bound to its node across kills.
+fn lazy_channel(endpoint: &str) -> Channel {
+    Endpoint::from_shared(endpoint.to_string())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(RPC_TIMEOUT)
+        .connect_lazy()
+}
+
+/// etcd's CAS: `value(key) == expected` (or `create_revision(key) == 0` when
+/// expecting the key absent), then put `new`.
+fn cas_request(key: &str, expected: Option<&str>, new: &str) -> TxnRequest {
+    let compare = match expected {
+        Some(v) => Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Value as i32,
+            key: key.into(),
+            target_union: Some(TargetUnion::Value(v.into())),
+            ..Default::default()
+        },
+        None => Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Create as i32,
+            key: key.into(),
+            target_union: Some(TargetUnion::CreateRevision(0)),
+            ..Default::default()
+        },
+    };
+    TxnRequest {
+        compare: vec![compare],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: key.into(),
+                value: new.into(),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![],
+    }
+}
+
+#[derive(Default, Debug)]
+struct ClientStats {
+    ok: usize,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// One client bound to one node, recording each op it issues.
+struct Client {
+    id: usize,
+    kv: KvClient<Channel>,
+    start: Instant,
+    done: Arc<AtomicUsize>,
+    history: Vec<Operation>,
+    stats: ClientStats,
+    /// The last value this client saw per key: what its CAS ops expect.
+    seen: HashMap<String, Option<String>>,
+    failures_in_a_row: u64,
+}
+
+impl Client {
+    fn new(id: usize, endpoint: &str, start: Instant, done: Arc<AtomicUsize>) -> Client {
+        Client {
+            id,
+            kv: KvClient::new(lazy_channel(endpoint)),
+            start,
+            done,
+            history: Vec::new(),
+            stats: ClientStats::default(),
+            seen: HashMap::new(),
+            failures_in_a_row: 0,
+        }
+    }
+
+    /// Records one op: `Err` is any error or timeout. A failed Get says
+    /// nothing and is dropped; a failed write may or may not have happened.
+    /// Returns whether the op succeeded.
+    fn record(&mut self, input: Input, call: u64, result: Result<Output, String>) -> bool {
+        let ret = ns(self.start);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        let key = input.key().to_string();
+        let output = match result {
+            Ok(output) => {
+                self.stats.ok += 1;
+                self.failures_in_a_row = 0;
+                match (&input, &output) {
+                    (Input::Get { .. }, Output::Read(v)) => {
+                        self.seen.insert(key, v.clone());
+                    }
+                    (Input::Put { value, .. }, _)
+                    | (Input::Cas { new: value, .. }, Output::Cas(true)) => {
+                        self.seen.insert(key, Some(value.clone()));
+                    }
+                    _ => {}
+                }
+                output
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                self.stats.first_error.get_or_insert(error);
+                self.failures_in_a_row += 1;
+                if matches!(input, Input::Get { .. }) {
+                    return false;
+                }
+                Output::Unknown
+            }
+        };
+        let ret = if output == Output::Unknown {
+            PENDING
+        } else {
+            ret
+        };
+        let ok = output != Output::Unknown;
+        self.history.push(Operation {
+            client: self.id,
+            input,
+            call,
+            output,
+            ret,
+        });
+        ok
+    }
+
+    async fn get(&mut self, key: &str) -> bool {
+        let req = RangeRequest {
+            key: key.into(),
+            serializable: false,
+            ..Default::default()
+        };
+        let call = ns(self.start);
+        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.range(req)).await {
+            Ok(Ok(resp)) => Ok(Output::Read(
+                resp.into_inner().kvs.first().map(|kv| value_of(&kv.value)),
+            )),
+            Ok(Err(status)) => Err(format!("get: {status}")),
+            Err(_) => Err("get: client timeout".into()),
+        };
+        self.record(Input::Get { key: key.into() }, call, result)
+    }
+
+    async fn put(&mut self, key: &str, value: String) -> bool {
+        let req = PutRequest {
+            key: key.into(),
+            value: value.clone().into(),
+            ..Default::default()
+        };
+        let call = ns(self.start);
+        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.put(req)).await {
+            Ok(Ok(_)) => Ok(Output::Ok),
+            Ok(Err(status)) => Err(format!("put: {status}")),
+            Err(_) => Err("put: client timeout".into()),
+        };
+        let input = Input::Put {
+            key: key.into(),
+            value,
+        };
+        self.record(input, call, result)
+    }
+
+    async fn cas(&mut self, key: &str, expected: Option<String>, new: String) -> bool {
+        let req = cas_request(key, expected.as_deref(), &new);
+        let call = ns(self.start);
+        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.txn(req)).await {
+            Ok(Ok(resp)) => Ok(Output::Cas(resp.into_inner().succeeded)),
+            Ok(Err(status)) => Err(format!("cas: {status}")),
+            Err(_) => Err("cas: client timeout".into()),
+        };
+        let input = Input::Cas {
+            key: key.into(),
+            expected,
+            new,
+        };
+        self.record(input, call, result)
+    }
+}
+
+/// Runs client `id` against `endpoint` until `stop`: 40% Get, 30% Put, 30%
+/// CAS (half of them read-modify-write: a Get of the key right before, so
+/// that many succeed). Returns its history.
+async fn run_client(
+    id: usize,
+    endpoint: String,
+    seed: u64,
+    start: Instant,
+    done: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Operation>, ClientStats) {
+    let mut rng = Rng::new(seed ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut c = Client::new(id, &endpoint, start, done);
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = key_name(rng.below(KEYS));
+        let roll = rng.below(10);
+        let ok = if roll < 4 {
+            c.get(&key).await
+        } else {
+            n += 1;
+            let value = format!("c{id}-{n}"); // unique per write
+            if roll < 7 {
+                c.put(&key, value).await
+            } else {
+                let fresh = rng.below(2) == 0;
+                if !fresh || c.get(&key).await {
+                    let expected = match rng.below(6) {
+                        0 => None,
+                        _ => c.seen.get(&key).cloned().flatten(),
+                    };
+                    c.cas(&key, expected, value).await
+                } else {
+                    false
+                }
+            }
+        };
+        if !ok {
+            // Back off while the node is down or without a leader.
+            let pause = 25 * c.failures_in_a_row.min(8) + rng.below(25);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+    (c.history, c.stats)
+}
+
+/// Waits until the clients have finished `target` operations.
+async fn wait_ops(done: &AtomicUsize, target: usize) {
+    let deadline = Instant::now() + PROGRESS_DEADLINE;
+    while done.load(Ordering::Relaxed) < target {
+        assert!(
+            Instant::now() < deadline,
+            "clients stalled at {} of {target} operations",
+            done.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn dump(path: &std::path::Path, params: &str, events: &[(u64, String)], history: &[Operation]) {
+    let mut text = format!("{params}\n\nnemesis:\n");
+    for (t, e) in events {
+        let _ = writeln!(text, "  [{t}] {e}");
+    }
+    let mut sorted: Vec<&Operation> = history.iter().collect();
+    sorted.sort_by_key(|op| (op.input.key().to_string(), op.call));
+    let _ = writeln!(text, "\nhistory by key and call time:");
+    for op in sorted {
+        let _ = writeln!(text, "  {op}");
+    }
+    match std::fs::write(path, text) {
+        Ok(()) => eprintln!("full history written to {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_under_leader_kills_is_linearizable() {
+    let seed = env_u64("LIN_SEED", DEFAULT_SEED);
+    let ops = env_u64("LIN_OPS", DEFAULT_OPS) as usize;
+    let kills = env_u64("LIN_KILLS", DEFAULT_KILLS) as usize;
+    let params =
+        format!("LIN_SEED={seed} LIN_OPS={ops} LIN_KILLS={kills} ({CLIENTS} clients, {KEYS} keys)");
+    eprintln!("linearizability: {params}");
+    eprintln!(
+        "repeat with: LIN_SEED={seed} LIN_OPS={ops} LIN_KILLS={kills} \
+         cargo test --release --test linearizability -- --nocapture"
+    );
+
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_leader().await;
+    let start = Instant::now();
+    let mut events: Vec<(u64, String)> = Vec::new();
+    let mut log = |event: String| {
+        let t = ns(start);
+        eprintln!("[{:>8.3}s] {event}", t as f64 / 1e9);
+        events.push((t, event));
+    };
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let endpoint = cluster.endpoint(id % 3 + 1);
+            let (done, stop) = (done.clone(), stop.clone());
+            tokio::spawn(run_client(id, endpoint, seed, start, done, stop))
+        })
+        .collect();
+
+    // The nemesis: kills spread evenly over the operations.
+    let mut rng = Rng::new(seed);
+    for k in 1..=kills {
+        wait_ops(&done, k * ops / (kills + 1)).await;
+        tokio::time::sleep(rng.millis(0, 300)).await;
+        let leader = cluster.wait_leader().await;
+        let victim = match rng.below(3) {
+            0 => 1 + rng.below(3) as usize,
+            _ => leader,
+        };
+        let role = if victim == leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        log(format!("kill -9 node {victim} ({role})"));
+        cluster.kill9(victim);
+        let new_leader = cluster.wait_leader().await;
+        log(format!("leader is node {new_leader}"));
+        tokio::time::sleep(rng.millis(0, 500)).await;
+        log(format!("restart node {victim}"));
+        cluster.restart(victim);
+        cluster.channel(victim).await;
+        let leader = cluster.wait_leader().await;
+        log(format!("node {victim} is back, leader is node {leader}"));
+    }
+    wait_ops(&done, ops).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut history = Vec::new();
+    for (id, c) in clients.into_iter().enumerate() {
+        let (ops, stats) = c.await.expect("client task");
+        eprintln!("client {id} (node {}): {stats:?}", id % 3 + 1);
+        history.extend(ops);
+    }
+    log(format!(
+        "clients stopped after {} operations",
+        done.load(Ordering::Relaxed)
+    ));
+
+    // Final linearizable reads of every key through every node, once all are
+    // up again: each acknowledged write must still be there.
+    for node in 1..=3 {
+        let mut c = Client::new(
+            CLIENTS + node - 1,
+            &cluster.endpoint(node),
+            start,
+            done.clone(),
+        );
+        for k in 0..KEYS {
+            let key = key_name(k);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !c.get(&key).await {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {node} cannot read {key}: {:?}",
+                    c.stats
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        history.extend(c.history);
+    }
+
+    let count = |f: &dyn Fn(&Operation) -> bool| history.iter().filter(|op| f(op)).count();
+    let gets = count(&|op| matches!(op.input, Input::Get { .. }));
+    let puts = count(&|op| matches!(op.input, Input::Put { .. }));
+    let cas_ok = count(&|op| op.output == Output::Cas(true));
+    let cas_failed = count(&|op| op.output == Output::Cas(false));
+    let unknown = count(&|op| op.is_unknown());
+    eprintln!(
+        "history: {} ops: {gets} gets, {puts} puts, {cas_ok} cas succeeded, \
+         {cas_failed} cas failed, {unknown} unknown writes",
+        history.len()
+    );
+    let acked = count(&|op| op.output == Output::Ok);
+    assert!(
+        gets > 0 && acked > 0 && cas_ok > 0 && cas_failed > 0,
+        "the history is too thin to check anything"
+    );
+
+    let checking = Instant::now();
+    let result = check_with_budget(&history, CHECK_STEPS);
+    eprintln!("checked in {:?}: {result}", checking.elapsed());
+    if !matches!(result, CheckResult::Ok) {
+        let path = std::env::temp_dir().join(format!("armada-linearizability-{seed}.txt"));
+        dump(&path, &params, &events, &history);
+        panic!("{params}\n{result}");
+    }
+}
