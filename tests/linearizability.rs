@@ -9,9 +9,10 @@
 //! `common/linearizability.rs`): no acknowledged write is lost, no read is
 //! stale and no CAS decides on a stale value, across leader changes.
 //!
-//! The clients are tonic clients built from `armada::pb`, sending exactly the
-//! requests an etcd v3 client sends (the `etcd-client` crate is a dev-dependency
-//! of `compat-tests` only, and this package must reuse `tests/common`).
+//! The history is recorded by real etcd clients: each client is the
+//! `KvClient` of an `etcd_client::Client` (the `etcd-client` crate) bound to
+//! one node's endpoint, whose channel reconnects by itself once a killed node
+//! is back.
 //!
 //! The schedule is seeded: `LIN_SEED` (default fixed), `LIN_OPS` (operations,
 //! default 1000), `LIN_KILLS` (nemesis kills, default 3); timing still varies
@@ -27,13 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use armada::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use armada::pb::etcdserverpb::kv_client::KvClient;
-use armada::pb::etcdserverpb::request_op::Request;
-use armada::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use common::Cluster;
+use etcd_client::{Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 use linearizability::{check_with_budget, CheckResult, Input, Operation, Output, PENDING};
-use tonic::transport::{Channel, Endpoint};
 
 const CLIENTS: usize = 6;
 const KEYS: u64 = 4;
@@ -99,46 +96,29 @@ fn value_of(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("values are UTF-8")
 }
 
-/// A channel that connects on first use and reconnects after the node comes
-/// back, so a client stays bound to its node across kills.
-fn lazy_channel(endpoint: &str) -> Channel {
-    Endpoint::from_shared(endpoint.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(RPC_TIMEOUT)
-        .connect_lazy()
+/// An etcd client bound to `endpoint` alone. `connect` does no I/O: its
+/// channel connects on first use and again after the node comes back, so a
+/// client stays bound to its node across kills.
+async fn connect(endpoint: &str) -> KvClient {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(RPC_TIMEOUT);
+    etcd_client::Client::connect([endpoint], Some(options))
+        .await
+        .unwrap_or_else(|e| panic!("etcd client for {endpoint}: {e}"))
+        .kv_client()
 }
 
 /// etcd's CAS: `value(key) == expected` (or `create_revision(key) == 0` when
 /// expecting the key absent), then put `new`.
-fn cas_request(key: &str, expected: Option<&str>, new: &str) -> TxnRequest {
+fn cas_txn(key: &str, expected: Option<&str>, new: &str) -> Txn {
     let compare = match expected {
-        Some(v) => Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Value as i32,
-            key: key.into(),
-            target_union: Some(TargetUnion::Value(v.into())),
-            ..Default::default()
-        },
-        None => Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Create as i32,
-            key: key.into(),
-            target_union: Some(TargetUnion::CreateRevision(0)),
-            ..Default::default()
-        },
+        Some(v) => Compare::value(key, CompareOp::Equal, v),
+        None => Compare::create_revision(key, CompareOp::Equal, 0),
     };
-    TxnRequest {
-        compare: vec![compare],
-        success: vec![RequestOp {
-            request: Some(Request::RequestPut(PutRequest {
-                key: key.into(),
-                value: new.into(),
-                ..Default::default()
-            })),
-        }],
-        failure: vec![],
-    }
+    Txn::new()
+        .when([compare])
+        .and_then([TxnOp::put(key, new, None)])
 }
 
 #[derive(Default, Debug)]
@@ -151,7 +131,7 @@ struct ClientStats {
 /// One client bound to one node, recording each op it issues.
 struct Client {
     id: usize,
-    kv: KvClient<Channel>,
+    kv: KvClient,
     start: Instant,
     done: Arc<AtomicUsize>,
     history: Vec<Operation>,
@@ -162,10 +142,10 @@ struct Client {
 }
 
 impl Client {
-    fn new(id: usize, endpoint: &str, start: Instant, done: Arc<AtomicUsize>) -> Client {
+    async fn new(id: usize, endpoint: &str, start: Instant, done: Arc<AtomicUsize>) -> Client {
         Client {
             id,
-            kv: KvClient::new(lazy_channel(endpoint)),
+            kv: connect(endpoint).await,
             start,
             done,
             history: Vec::new(),
@@ -225,32 +205,25 @@ impl Client {
     }
 
     async fn get(&mut self, key: &str) -> bool {
-        let req = RangeRequest {
-            key: key.into(),
-            serializable: false,
-            ..Default::default()
-        };
+        // `GetOptions::new()` is linearizable: serializable=false.
+        let get = self.kv.get(key, Some(GetOptions::new()));
         let call = ns(self.start);
-        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.range(req)).await {
+        let result = match tokio::time::timeout(RPC_TIMEOUT, get).await {
             Ok(Ok(resp)) => Ok(Output::Read(
-                resp.into_inner().kvs.first().map(|kv| value_of(&kv.value)),
+                resp.kvs().first().map(|kv| value_of(kv.value())),
             )),
-            Ok(Err(status)) => Err(format!("get: {status}")),
+            Ok(Err(e)) => Err(format!("get: {e}")),
             Err(_) => Err("get: client timeout".into()),
         };
         self.record(Input::Get { key: key.into() }, call, result)
     }
 
     async fn put(&mut self, key: &str, value: String) -> bool {
-        let req = PutRequest {
-            key: key.into(),
-            value: value.clone().into(),
-            ..Default::default()
-        };
+        let put = self.kv.put(key, value.as_str(), None);
         let call = ns(self.start);
-        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.put(req)).await {
+        let result = match tokio::time::timeout(RPC_TIMEOUT, put).await {
             Ok(Ok(_)) => Ok(Output::Ok),
-            Ok(Err(status)) => Err(format!("put: {status}")),
+            Ok(Err(e)) => Err(format!("put: {e}")),
             Err(_) => Err("put: client timeout".into()),
         };
         let input = Input::Put {
@@ -261,11 +234,11 @@ impl Client {
     }
 
     async fn cas(&mut self, key: &str, expected: Option<String>, new: String) -> bool {
-        let req = cas_request(key, expected.as_deref(), &new);
+        let txn = self.kv.txn(cas_txn(key, expected.as_deref(), &new));
         let call = ns(self.start);
-        let result = match tokio::time::timeout(RPC_TIMEOUT, self.kv.txn(req)).await {
-            Ok(Ok(resp)) => Ok(Output::Cas(resp.into_inner().succeeded)),
-            Ok(Err(status)) => Err(format!("cas: {status}")),
+        let result = match tokio::time::timeout(RPC_TIMEOUT, txn).await {
+            Ok(Ok(resp)) => Ok(Output::Cas(resp.succeeded())),
+            Ok(Err(e)) => Err(format!("cas: {e}")),
             Err(_) => Err("cas: client timeout".into()),
         };
         let input = Input::Cas {
@@ -289,7 +262,7 @@ async fn run_client(
     stop: Arc<AtomicBool>,
 ) -> (Vec<Operation>, ClientStats) {
     let mut rng = Rng::new(seed ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let mut c = Client::new(id, &endpoint, start, done);
+    let mut c = Client::new(id, &endpoint, start, done).await;
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let key = key_name(rng.below(KEYS));
@@ -433,7 +406,8 @@ async fn history_under_leader_kills_is_linearizable() {
             &cluster.endpoint(node),
             start,
             done.clone(),
-        );
+        )
+        .await;
         for k in 0..KEYS {
             let key = key_name(k);
             let deadline = Instant::now() + Duration::from_secs(30);
