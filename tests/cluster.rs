@@ -50,6 +50,7 @@ async fn local_keys(ch: &Channel, prefix: &str) -> HashMap<String, String> {
         p => (p.as_bytes().to_vec(), format!("{p}\u{7f}").into_bytes()),
     };
     KvClient::new(ch.clone())
+        .max_decoding_message_size(usize::MAX)
         .range(RangeRequest {
             key,
             range_end: end,
@@ -70,11 +71,12 @@ async fn local_keys(ch: &Channel, prefix: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Puts `count` keys `prefix/<i>` through node `via`.
-async fn fill(cluster: &Cluster, via: usize, prefix: &str, count: usize) {
+/// Puts `count` keys `prefix/<i>` = `v<i>` padded with `pad` bytes, through node `via`.
+async fn fill(cluster: &Cluster, via: usize, prefix: &str, count: usize, pad: usize) {
     let mut kv = KvClient::new(cluster.channel(via).await);
     for i in 0..count {
-        kv.put(put(&format!("{prefix}/{i:05}"), &format!("v{i}")))
+        let value = format!("v{i}{}", "x".repeat(pad));
+        kv.put(put(&format!("{prefix}/{i:05}"), &value))
             .await
             .unwrap();
     }
@@ -292,10 +294,11 @@ async fn lagging_and_wiped_nodes_catch_up_by_snapshot() {
     let leader = cluster.wait_leader().await;
     let lagger = (1..=3).find(|id| *id != leader).unwrap();
     let wiped = (1..=3).find(|id| *id != leader && *id != lagger).unwrap();
-    fill(&cluster, leader, "a", 100).await;
+    fill(&cluster, leader, "a", 100, 0).await;
 
     cluster.kill9(lagger);
-    fill(&cluster, leader, "b", 300).await;
+    // 300 values of 32 KiB: a ~10 MiB snapshot, sent as many 1 MiB chunks.
+    fill(&cluster, leader, "b", 300, 32 << 10).await;
     cluster.restart(lagger);
     let (rev, _) = cluster.wait_converged().await;
     assert_eq!(rev, 401);
@@ -305,7 +308,7 @@ async fn lagging_and_wiped_nodes_catch_up_by_snapshot() {
     );
 
     cluster.wipe(wiped);
-    fill(&cluster, leader, "c", 100).await;
+    fill(&cluster, leader, "c", 100, 0).await;
     cluster.restart(wiped);
     let (rev, _) = cluster.wait_converged().await;
     assert_eq!(rev, 501);
@@ -317,7 +320,8 @@ async fn lagging_and_wiped_nodes_catch_up_by_snapshot() {
     let stored = local_keys(&ch, "").await;
     assert_eq!(stored.len(), 500);
     let r = get(&ch, "b/00299", true).await;
-    assert_eq!(r.kvs[0].value, b"v299");
+    assert_eq!(r.kvs[0].value.len(), 4 + (32 << 10));
+    assert!(r.kvs[0].value.starts_with(b"v299x"));
     assert_eq!(r.kvs[0].mod_revision, 401);
     assert_eq!(r.kvs[0].create_revision, 401);
     // The wiped node knows the table list again and serves writes.

@@ -102,6 +102,10 @@ impl RaftGroup {
             },
             max_in_snapshot_log_to_keep: cfg.compaction_overhead,
             max_payload_entries: cfg.max_payload_entries,
+            // Snapshots travel as 1 MiB chunks, one RPC each; openraft's
+            // 200 ms per chunk is too tight for a busy node or a slow link.
+            snapshot_max_chunk_size: 1 << 20,
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()
@@ -251,14 +255,28 @@ impl RaftGroup {
     /// The raft leader's half of ReadIndex: confirms leadership with a
     /// quorum and returns the log index a linearizable read must wait for.
     pub async fn read_index_as_leader(&self) -> Result<u64> {
-        let confirmed = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.get_read_log_id())
-            .await
-            .map_err(|_| Error::from(EtcdError::Timeout))?;
-        let (read_log_id, _) = confirmed.map_err(|e| match e {
-            RaftError::APIError(_) => Error::from(EtcdError::LeaderChanged),
-            RaftError::Fatal(_) => Error::from(EtcdError::Stopped),
-        })?;
-        Ok(read_log_id.map_or(0, |l| l.index))
+        use openraft::error::CheckIsLeaderError;
+        // One round is a heartbeat to every voter, waited on for one
+        // heartbeat interval; a slow reply from one peer fails the round
+        // although the leader is fine. Retry until the proposal timeout.
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let round = tokio::time::timeout_at(deadline, self.raft.get_read_log_id())
+                .await
+                .map_err(|_| Error::from(EtcdError::Timeout))?;
+            match round {
+                Ok((read_log_id, _)) => return Ok(read_log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))
+                    if tokio::time::Instant::now() < deadline => {}
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    return Err(EtcdError::Timeout.into())
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                    return Err(EtcdError::LeaderChanged.into())
+                }
+                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped.into()),
+            }
+        }
     }
 
     /// Reads from the state machine; a linearizable read first waits until

@@ -190,13 +190,41 @@ impl Peer {
     }
 }
 
+/// Bytes of log entries in one AppendEntries. openraft bounds a request by
+/// entry count only, and an entry can hold megabytes (a batch of writes),
+/// while the request must complete within one heartbeat interval; a larger
+/// request would time out, look like a dead leader and start elections.
+const APPEND_BUDGET: u64 = 256 << 10;
+
+/// How many leading entries fit the budget (at least one, so a big entry still moves).
+fn entries_within_budget(entries: &[crate::raft::Entry]) -> usize {
+    let mut bytes = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        bytes += bincode::serialized_size(e).unwrap_or(u64::MAX / 2);
+        if bytes > APPEND_BUDGET && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(Rpc::AppendEntries, &rpc, &option).await
+        let keep = entries_within_budget(&rpc.entries);
+        if keep == rpc.entries.len() {
+            return self.send(Rpc::AppendEntries, &rpc, &option).await;
+        }
+        // Send a prefix; openraft sends the rest next (PartialSuccess).
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.send(Rpc::AppendEntries, &rpc, &option).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(last)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(

@@ -24,7 +24,7 @@ use crate::kv::command::{Command, CommandResult, Proposal};
 const IN_FLIGHT: usize = 2;
 /// Upper bounds of one batch, well below what a Raft entry may hold.
 const MAX_BATCH_COMMANDS: usize = 512;
-const MAX_BATCH_BYTES: usize = 8 << 20;
+const MAX_BATCH_BYTES: usize = 2 << 20;
 
 /// Why a proposal did not produce results.
 #[derive(Clone, Debug)]

@@ -22,13 +22,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Where a node's log goes: `<data>.log` when `ARMADA_TEST_LOG` is set (for
-/// debugging a failed test), else nowhere.
+/// Where a node's log goes: with `ARMADA_TEST_LOG=<level>` set (to debug a
+/// failed test), `$TMPDIR/armada-test-logs/<pid>-<data dir name>.log`, which
+/// outlives the test's temporary data; else nowhere.
 fn log_sink(data: &Path) -> Stdio {
     if std::env::var_os("ARMADA_TEST_LOG").is_none() {
         return Stdio::null();
     }
-    let path = data.with_extension("log");
+    let dir = std::env::temp_dir().join("armada-test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let name = data
+        .file_name()
+        .map_or("node".into(), |n| n.to_string_lossy());
+    let path = dir.join(format!("{}-{name}.log", std::process::id()));
     match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -154,11 +160,13 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
-/// Fast Raft timing for tests: 20 ms ticks, heartbeat 40 ms, election 300-600 ms.
+/// Raft timing for tests: 20 ms ticks, heartbeat 100 ms, election 600-1200 ms.
+/// openraft times an AppendEntries out after one heartbeat interval, and
+/// debug builds of three nodes on two cores need that much headroom.
 pub const FAST_RAFT: [&str; 3] = [
     "--raft.rtt=20ms",
-    "--raft.heartbeat-rtt=2",
-    "--raft.election-rtt=15",
+    "--raft.heartbeat-rtt=5",
+    "--raft.election-rtt=30",
 ];
 
 impl Cluster {
