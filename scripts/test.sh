@@ -2,7 +2,8 @@
 # Runs every test of the project. Installs what the tests need when it is
 # missing: protoc (for the etcd-client crate's build script) and Debian's
 # etcd 3.4.23 server and etcdctl (the reference the compat suite compares
-# against).
+# against), and iproute2 (`ip`: the partition test builds network namespaces,
+# which needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
