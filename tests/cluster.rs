@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use armada::pb::etcdserverpb::{
     MemberListRequest, PutRequest, RangeRequest, RangeResponse, StatusRequest,
 };
-use common::Cluster;
+use common::{local_keys, Cluster};
 use tonic::transport::Channel;
 use tonic::Request;
 
@@ -40,35 +39,6 @@ async fn get(ch: &Channel, key: &str, serializable: bool) -> RangeResponse {
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Every key under `prefix` on one node, read locally.
-async fn local_keys(ch: &Channel, prefix: &str) -> HashMap<String, String> {
-    // "" means every key: key and range_end `\0`.
-    let (key, end) = match prefix {
-        "" => (vec![0], vec![0]),
-        p => (p.as_bytes().to_vec(), format!("{p}\u{7f}").into_bytes()),
-    };
-    KvClient::new(ch.clone())
-        .max_decoding_message_size(usize::MAX)
-        .range(RangeRequest {
-            key,
-            range_end: end,
-            serializable: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            (
-                String::from_utf8(kv.key).unwrap(),
-                String::from_utf8(kv.value).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Puts `count` keys `prefix/<i>` = `v<i>` padded with `pad` bytes, through node `via`.

@@ -26,6 +26,7 @@ use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use armada::pb::etcdserverpb::{
     HashKvRequest, PutRequest, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
 };
+use common::local_keys;
 use netns::Lab;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -107,27 +108,6 @@ async fn get(c: &Partitioned, i: usize, key: &str) -> RangeResponse {
     }
 }
 
-/// Every key on one node, read locally (serializable): what it has applied.
-async fn local_keys(ch: &Channel) -> HashMap<String, String> {
-    let mut req = range("", true);
-    req.get_mut().key = vec![0];
-    req.get_mut().range_end = vec![0];
-    KvClient::new(ch.clone())
-        .range(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            (
-                String::from_utf8(kv.key).unwrap(),
-                String::from_utf8(kv.value).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Puts until acknowledged, retrying only the retryable Unavailable (a
 /// leader change in progress); returns the write's revision.
 async fn put_acked(ch: &Channel, key: &str, value: &str, deadline: Instant) -> i64 {
@@ -153,25 +133,6 @@ impl Drop for Node {
         // (checked in `Partitioned::start`).
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Where a node's log goes: with `ARMADA_TEST_LOG=<level>` set, a file next
-/// to the loopback harness's (`$TMPDIR/armada-test-logs/`) that outlives the
-/// test's temporary data; else nowhere.
-fn log_sink(i: usize) -> Stdio {
-    if std::env::var_os("ARMADA_TEST_LOG").is_none() {
-        return Stdio::null();
-    }
-    let dir = std::env::temp_dir().join("armada-test-logs");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("{}-partition-node{i}.log", std::process::id()));
-    match std::fs::File::create(&path) {
-        Ok(f) => {
-            eprintln!("node log: {}", path.display());
-            Stdio::from(f)
-        }
-        Err(_) => Stdio::null(),
     }
 }
 
@@ -226,7 +187,7 @@ impl Partitioned {
                 )
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(log_sink(i));
+                .stderr(common::log_sink(&format!("partition-node{i}")));
             // If this test process is SIGKILLed, Drop never runs: have the
             // kernel kill the node with it (the flag survives the exec of a
             // non-setuid binary, i.e. `ip` and then armada). Best effort;
@@ -449,7 +410,7 @@ async fn scenario(c: &Partitioned) {
         "  isolated node {old} sees leader {:?}",
         view.map(|m| c.members.get(&m))
     );
-    let isolated = local_keys(c.ch(old)).await;
+    let isolated = local_keys(c.ch(old), "").await;
     assert!(
         !isolated.keys().any(|k| k.starts_with("during/")),
         "the isolated node received writes through the partition"
@@ -483,7 +444,7 @@ async fn scenario(c: &Partitioned) {
         READ_RETRIES.load(Ordering::Relaxed)
     );
     for i in all {
-        let stored = local_keys(c.ch(i)).await;
+        let stored = local_keys(c.ch(i), "").await;
         for (key, value) in &acked {
             assert_eq!(
                 stored.get(key),

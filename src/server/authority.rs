@@ -175,11 +175,14 @@ fn rewrite_block(block: &[u8]) -> Option<Vec<u8>> {
             skip_string(block, &mut pos)?;
         }
         let value_start = pos;
+        if name_index != AUTHORITY_INDEX {
+            // Only `:authority` matters: other values are skipped undecoded.
+            skip_string(block, &mut pos)?;
+            out.extend_from_slice(&block[rep_start..pos]);
+            continue;
+        }
         let value = read_string(block, &mut pos)?;
-        let stripped = (name_index == AUTHORITY_INDEX)
-            .then(|| strip_scheme(&value))
-            .flatten();
-        match stripped {
+        match strip_scheme(&value) {
             Some(bare) => {
                 out.extend_from_slice(&block[rep_start..value_start]);
                 encode_int(&mut out, 0x00, 7, bare.len() as u64);
@@ -259,9 +262,12 @@ fn skip_string(buf: &[u8], pos: &mut usize) -> Option<()> {
 fn read_string(buf: &[u8], pos: &mut usize) -> Option<Vec<u8>> {
     let (huffman, start, end) = string_extent(buf, pos)?;
     if huffman {
-        loona_hpack::huffman::HuffmanDecoder::new()
-            .decode(&buf[start..end])
-            .ok()
+        thread_local! {
+            // Building the decoder's tables costs far more than decoding.
+            static DECODER: std::cell::RefCell<loona_hpack::huffman::HuffmanDecoder> =
+                std::cell::RefCell::new(loona_hpack::huffman::HuffmanDecoder::new());
+        }
+        DECODER.with(|d| d.borrow_mut().decode(&buf[start..end]).ok())
     } else {
         Some(buf[start..end].to_vec())
     }
@@ -294,8 +300,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for LenientAuthority<S> {
                 this.ready = std::mem::take(&mut this.pending);
                 continue;
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut rb = ReadBuf::new(&mut chunk);
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+            let mut rb = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     if rb.filled().is_empty() {

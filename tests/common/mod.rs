@@ -23,17 +23,14 @@ pub fn free_port() -> u16 {
 }
 
 /// Where a node's log goes: with `ARMADA_TEST_LOG=<level>` set (to debug a
-/// failed test), `$TMPDIR/armada-test-logs/<pid>-<data dir name>.log`, which
-/// outlives the test's temporary data; else nowhere.
-fn log_sink(data: &Path) -> Stdio {
+/// failed test), `$TMPDIR/armada-test-logs/<pid>-<name>.log`, which outlives
+/// the test's temporary data; else nowhere.
+pub fn log_sink(name: &str) -> Stdio {
     if std::env::var_os("ARMADA_TEST_LOG").is_none() {
         return Stdio::null();
     }
     let dir = std::env::temp_dir().join("armada-test-logs");
     let _ = std::fs::create_dir_all(&dir);
-    let name = data
-        .file_name()
-        .map_or("node".into(), |n| n.to_string_lossy());
     let path = dir.join(format!("{}-{name}.log", std::process::id()));
     match std::fs::OpenOptions::new()
         .create(true)
@@ -46,6 +43,37 @@ fn log_sink(data: &Path) -> Stdio {
         }
         Err(_) => Stdio::null(),
     }
+}
+
+/// Every key under `prefix` on one node, read locally (serializable): what
+/// that node has applied. `""` means every key.
+pub async fn local_keys(ch: &Channel, prefix: &str) -> std::collections::HashMap<String, String> {
+    use armada::pb::etcdserverpb::kv_client::KvClient;
+    use armada::pb::etcdserverpb::RangeRequest;
+    let (key, end) = match prefix {
+        "" => (vec![0], vec![0]),
+        p => (p.as_bytes().to_vec(), format!("{p}\u{7f}").into_bytes()),
+    };
+    KvClient::new(ch.clone())
+        .max_decoding_message_size(usize::MAX)
+        .range(RangeRequest {
+            key,
+            range_end: end,
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .kvs
+        .into_iter()
+        .map(|kv| {
+            (
+                String::from_utf8(kv.key).unwrap(),
+                String::from_utf8(kv.value).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The ports one node listens on; kept across restarts of the same node.
@@ -88,7 +116,11 @@ impl Server {
                 std::env::var("ARMADA_TEST_LOG").unwrap_or("warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(log_sink(data))
+            .stderr(log_sink(
+                &data
+                    .file_name()
+                    .map_or("node".into(), |n| n.to_string_lossy()),
+            ))
             .spawn()
             .expect("start armada");
         Server {
