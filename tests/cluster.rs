@@ -1,7 +1,8 @@
-//! 3-node clusters of real `armada` processes on loopback: any member serves
+//! 3- and 5-node clusters of real `armada` processes on loopback: any member serves
 //! any request, the raft leader can be killed under write load without
 //! losing an acknowledged write, and a node that was down past log
-//! compaction, or lost its data, catches up by snapshot.
+//! compaction, or lost its data, catches up by snapshot; a 5-node cluster
+//! keeps serving with two nodes down.
 
 mod common;
 
@@ -301,4 +302,37 @@ async fn lagging_and_wiped_nodes_catch_up_by_snapshot() {
         .unwrap()
         .into_inner();
     assert_eq!(resp.header.unwrap().revision, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_survive_two_failures() {
+    let mut cluster = Cluster::start(5, &[]);
+    let leader = cluster.wait_leader().await;
+    for id in 1..=5 {
+        KvClient::new(cluster.channel(id).await)
+            .put(put(&format!("five/{id}"), "before"))
+            .await
+            .unwrap();
+    }
+    // Lose the raft leader and one more node: 3 of 5 are still a quorum.
+    let other = (1..=5).find(|id| *id != leader).unwrap();
+    cluster.kill9(leader);
+    cluster.kill9(other);
+    let new_leader = cluster.wait_leader().await;
+    assert!(new_leader != leader && new_leader != other);
+    for id in cluster.up() {
+        let resp = KvClient::new(cluster.channel(id).await)
+            .put(put(&format!("five/{id}"), "after"))
+            .await
+            .unwrap();
+        assert!(resp.into_inner().header.unwrap().revision > 6);
+    }
+    cluster.restart(leader);
+    cluster.restart(other);
+    let (rev, _) = cluster.wait_converged().await;
+    assert_eq!(rev, 9, "5 puts before, 3 after");
+    for id in 1..=5 {
+        let stored = local_keys(&cluster.channel(id).await, "five/").await;
+        assert_eq!(stored.len(), 5, "node {id}");
+    }
 }
