@@ -150,7 +150,8 @@ pub struct LeaderArgs {
         default_value_t = 1
     )]
     pub raft_heartbeat_rtt: u64,
-    /// Minimum election timeout in RTTs (randomised up to twice this).
+    /// Election timeout in RTTs: a follower that hears nothing from the
+    /// raft leader for this long (randomised up to 4/3 of it) campaigns.
     #[arg(
         long = "raft.election-rtt",
         env = "ARMADA_RAFT_ELECTION_RTT",
@@ -386,9 +387,11 @@ impl LeaderArgs {
         let rtt_ms = (self.raft_rtt.as_millis() as u64).max(1);
         let heartbeat_ms = rtt_ms * self.raft_heartbeat_rtt.max(1);
         let election_ms = rtt_ms * self.raft_election_rtt.max(2);
-        if election_ms <= heartbeat_ms {
+        // A follower must see several heartbeats within the shortest
+        // election timeout (a third of the election RTTs, see raft::group).
+        if election_ms <= 3 * heartbeat_ms {
             return Err(Error::InvalidInput(
-                "--raft.election-rtt must be greater than --raft.heartbeat-rtt".into(),
+                "--raft.election-rtt must be more than 3 times --raft.heartbeat-rtt".into(),
             ));
         }
         let advertise = self
@@ -516,6 +519,8 @@ mod tests {
         assert_eq!(ok.raft_listen.to_string(), "127.0.0.1:5013");
         assert!(leader(&["--raft.initial-members=2=127.0.0.1:5013"]).is_err());
         assert!(leader(&["--raft.initial-members=1=127.0.0.1:9"]).is_err());
+        assert!(leader(&["--raft.heartbeat-rtt=5", "--raft.election-rtt=15"]).is_err());
+        assert!(leader(&["--raft.heartbeat-rtt=5", "--raft.election-rtt=16"]).is_ok());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub enum EtcdError {
     NotLeader,
     LeaderChanged,
     Timeout,
+    TimeoutDueToLeaderFail,
     Stopped,
     MemberNotFound,
     AuthNotEnabled,
@@ -82,6 +83,10 @@ impl EtcdError {
             NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
             Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+            TimeoutDueToLeaderFail => (
+                Code::Unavailable,
+                "etcdserver: request timed out, possibly due to previous leader failure",
+            ),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
             AuthNotEnabled => (

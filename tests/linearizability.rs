@@ -156,8 +156,9 @@ impl Client {
     }
 
     /// Records one op: `Err` is any error or timeout. A failed Get says
-    /// nothing and is dropped; a failed write may or may not have happened.
-    /// Returns whether the op succeeded.
+    /// nothing and is dropped, and so is a write whose connection was never
+    /// made (the request did not leave the client); any other failed write
+    /// may or may not have happened. Returns whether the op succeeded.
     fn record(&mut self, input: Input, call: u64, result: Result<Output, String>) -> bool {
         let ret = ns(self.start);
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -180,9 +181,10 @@ impl Client {
             }
             Err(error) => {
                 self.stats.errors += 1;
+                let unsent = never_sent(&error);
                 self.stats.first_error.get_or_insert(error);
                 self.failures_in_a_row += 1;
-                if matches!(input, Input::Get { .. }) {
+                if matches!(input, Input::Get { .. }) || unsent {
                     return false;
                 }
                 Output::Unknown
@@ -248,6 +250,12 @@ impl Client {
         };
         self.record(input, call, result)
     }
+}
+
+/// Whether an etcd-client error says the TCP connection was never made
+/// (hyper's connector failed), so the request cannot have reached a server.
+fn never_sent(error: &str) -> bool {
+    error.contains("tcp connect error")
 }
 
 /// Runs client `id` against `endpoint` until `stop`: 40% Get, 30% Put, 30%

@@ -18,7 +18,7 @@ use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::log_store::LogStore;
-use super::network::{Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
+use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
@@ -30,6 +30,10 @@ use crate::storage::mvcc::{MvccDb, Reader};
 /// How long a request waits for a raft leader to appear before it fails
 /// with `etcdserver: no leader`.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a request pauses before trying a raft leader that just failed
+/// it again, when this node has not yet learned of another.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How long a proposal or a ReadIndex round may wait for a quorum (etcd:
 /// 5 s plus two election timeouts) before `etcdserver: request timed out`.
@@ -51,6 +55,35 @@ pub struct GroupConfig {
     pub snapshot_entries: u64,
     pub compaction_overhead: u64,
     pub max_payload_entries: u64,
+}
+
+/// How one attempt at a request failed.
+enum Attempt {
+    /// It provably did not take effect (never delivered, or refused by a
+    /// node that is no longer the raft leader): try the next leader.
+    Retry,
+    /// Definitive, or it may have taken effect: the client gets this error.
+    Failed(Error),
+}
+
+impl Attempt {
+    /// Sorts an error from the raft leader's own half of a request:
+    /// "leader changed" and "no leader" there mean openraft refused the
+    /// proposal (not the leader) or truncated it, so it never committed.
+    fn from_leader(e: Error) -> Attempt {
+        match e {
+            Error::Etcd(EtcdError::LeaderChanged | EtcdError::NoLeader) => Attempt::Retry,
+            e => Attempt::Failed(e),
+        }
+    }
+
+    /// For requests without effect: a lost answer is as good as none.
+    fn retry_lost(self) -> Attempt {
+        match self {
+            Attempt::Failed(Error::Etcd(EtcdError::TimeoutDueToLeaderFail)) => Attempt::Retry,
+            a => a,
+        }
+    }
 }
 
 /// Raft and storage status numbers of a group, for Status and metrics.
@@ -93,8 +126,13 @@ impl RaftGroup {
         let config = Config {
             cluster_name: format!("armada-{group_id}"),
             heartbeat_interval: cfg.heartbeat_ms,
-            election_timeout_min: cfg.election_ms,
-            election_timeout_max: cfg.election_ms * 2,
+            // openraft 0.9 waits a leader lease (= election_timeout_max)
+            // plus a random election timeout before a follower that lost its
+            // leader campaigns; this puts that sum in [E, 4E/3) for
+            // `--raft.election-rtt` E, as dragonboat's (Regatta's) [E, 2E)
+            // and etcd's ~E, instead of openraft's [3E, 4E) for min = E.
+            election_timeout_min: cfg.election_ms / 3,
+            election_timeout_max: cfg.election_ms * 2 / 3,
             snapshot_policy: if cfg.snapshot_entries == 0 {
                 SnapshotPolicy::Never
             } else {
@@ -116,17 +154,36 @@ impl RaftGroup {
             Network {
                 peers: peers.clone(),
                 group: group_id.to_string(),
+                heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             },
             LogStore::new(log.clone()),
             sm,
         )
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
-        if !raft
+        let restarted = raft
             .is_initialized()
             .await
-            .map_err(|e| Error::Raft(e.to_string()))?
-        {
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        let voters = (raft.metrics().borrow().membership_config)
+            .membership()
+            .voter_ids()
+            .count();
+        if restarted && voters > 1 {
+            // openraft 0.9 has no pre-vote: a member that comes back and
+            // campaigns before the raft leader's retry backoff (500 ms) has
+            // reached it deposes a healthy leader. Wait two election timeouts
+            // for the leader to find us before campaigning. (The timer
+            // cannot fire sooner than one election timeout, so this is not
+            // racing it.)
+            raft.runtime_config().elect(false);
+            let (raft, grace) = (raft.clone(), Duration::from_millis(2 * cfg.election_ms));
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                raft.runtime_config().elect(true);
+            });
+        }
+        if !restarted {
             let members = if cfg.members.is_empty() {
                 BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
             } else {
@@ -185,35 +242,95 @@ impl RaftGroup {
         Some((leader, node.addr.clone()))
     }
 
+    /// After a failed attempt with raft leader `stale`, waits until this
+    /// node learns of another leader (or of none), or a short while when the
+    /// leader is still believed to be `stale` (it may merely be starting).
+    async fn await_leader_change(&self, stale: Option<NodeId>, deadline: tokio::time::Instant) {
+        let pause =
+            RETRY_PAUSE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let _ = self
+            .raft
+            .wait(Some(pause))
+            .metrics(|m| m.current_leader != stale, "raft leader change")
+            .await;
+    }
+
     /// Asks the raft leader to run `rpc` for us.
     async fn forward<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
-        (leader, addr): (NodeId, String),
+        (leader, addr): &(NodeId, String),
         rpc: Rpc,
         req: &Req,
-    ) -> Result<Resp> {
+    ) -> Result<Resp, Attempt> {
         let reply: Remote<Resp> = self
             .peers
-            .call(leader, &addr, &self.group_id, rpc, req, FORWARD_TIMEOUT)
+            .call(*leader, addr, &self.group_id, rpc, req, FORWARD_TIMEOUT)
             .await
             .map_err(|e| {
                 tracing::debug!(group = %self.group_id, "forwarding to raft leader {leader}: {e:?}");
-                Error::from(EtcdError::LeaderChanged)
+                match e {
+                    CallError::NotSent(_) => Attempt::Retry,
+                    // The raft leader may have committed it before it died.
+                    CallError::Lost(_) | CallError::Network(_) => {
+                        Attempt::Failed(EtcdError::TimeoutDueToLeaderFail.into())
+                    }
+                }
             })?;
         match reply {
             Remote::Ok(v) => Ok(v),
-            Remote::Etcd(e) => Err(e.into()),
-            Remote::Failed(m) => Err(Error::Internal(format!("raft leader {leader}: {m}"))),
+            Remote::Etcd(e) => Err(Attempt::from_leader(e.into())),
+            Remote::Failed(m) => Err(Attempt::Failed(Error::Internal(format!(
+                "raft leader {leader}: {m}"
+            )))),
+        }
+    }
+
+    /// Runs `attempt` against the current raft leader (`Some`: another
+    /// node; `None`: this one), again with the next leader as long as the
+    /// request provably did not take effect, until the proposal timeout. A
+    /// raft leader killed under load therefore costs its clients a pause,
+    /// not an error, as in etcd, where a proposal waits for the next leader.
+    async fn with_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Option<(NodeId, String)>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let leader = self.remote_leader().await;
+            let tried = leader.as_ref().map_or(self.node_id, |(id, _)| *id);
+            match attempt(leader).await {
+                Ok(v) => return Ok(v),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::Retry) if tokio::time::Instant::now() >= deadline => {
+                    return Err(if self.has_leader() {
+                        EtcdError::LeaderChanged
+                    } else {
+                        EtcdError::NoLeader
+                    }
+                    .into())
+                }
+                Err(Attempt::Retry) => self.await_leader_change(Some(tried), deadline).await,
+            }
         }
     }
 
     /// Proposes a command and returns what applying it produced. A raft
     /// follower forwards it to the raft leader.
     pub async fn write(&self, cmd: Command) -> Result<Applied> {
-        match self.remote_leader().await {
-            Some(leader) => self.forward(leader, Rpc::Propose, &cmd).await,
-            None => self.write_as_leader(cmd).await,
-        }
+        self.with_leader(|leader| {
+            let cmd = &cmd;
+            async move {
+                match leader {
+                    Some(leader) => self.forward(&leader, Rpc::Propose, cmd).await,
+                    None => self
+                        .write_as_leader(cmd.clone())
+                        .await
+                        .map_err(Attempt::from_leader),
+                }
+            }
+        })
+        .await
     }
 
     /// Proposes a command on this node, which must be the raft leader; a
@@ -287,10 +404,22 @@ impl RaftGroup {
         f: impl FnOnce(&Reader<'_>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if linearizable {
-            let index = match self.remote_leader().await {
-                Some(leader) => self.forward(leader, Rpc::ReadIndex, &()).await?,
-                None => self.read_index_as_leader().await?,
-            };
+            // Asking for a read index has no effect, so any failure may be
+            // retried with the next leader.
+            let index = self
+                .with_leader(|leader| async move {
+                    match leader {
+                        Some(leader) => self
+                            .forward(&leader, Rpc::ReadIndex, &())
+                            .await
+                            .map_err(Attempt::retry_lost),
+                        None => self
+                            .read_index_as_leader()
+                            .await
+                            .map_err(Attempt::from_leader),
+                    }
+                })
+                .await?;
             self.raft
                 .wait(Some(FORWARD_TIMEOUT))
                 .applied_index_at_least(Some(index), "linearizable read")

@@ -12,18 +12,22 @@
 //! forwarded write) and `ReadIndex` (the index a linearizable read waits for).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, OptionalSend, Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
@@ -47,13 +51,36 @@ pub enum Remote<T> {
     Failed(String),
 }
 
-/// Why a call to a peer failed.
+/// Why a call to a peer failed. The split matters to forwarded writes: one
+/// that was never sent may be retried with the next raft leader, one whose
+/// answer was lost may have committed and must not be.
 #[derive(Debug)]
 pub enum CallError {
-    /// The peer could not be reached, or does not run the group (yet).
-    Unreachable(String),
+    /// The request never reached the group: no connection could be made,
+    /// or the peer does not run the group (yet, or any more).
+    NotSent(String),
+    /// The request may have been delivered, but no answer came back (the
+    /// peer died or the link broke mid-call, or the call timed out).
+    Lost(String),
     /// The peer answered with something this node cannot decode.
     Network(String),
+}
+
+impl CallError {
+    fn from_status(target: NodeId, addr: &str, s: &tonic::Status) -> CallError {
+        let m = format!("node {target} ({addr}): {}", s.message());
+        // tonic reports a failed connect (refused, or past connect_timeout)
+        // as Unavailable carrying the connector's error, hyper-util's "tcp
+        // connect error"; a transport-level failure after connecting is
+        // Unavailable or Unknown with another message.
+        let connect_failed =
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect error");
+        if connect_failed || s.code() == tonic::Code::NotFound {
+            CallError::NotSent(m)
+        } else {
+            CallError::Lost(m)
+        }
+    }
 }
 
 /// The RPCs of `armada.raft.v1.Raft`.
@@ -86,7 +113,7 @@ impl Peers {
             }
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| CallError::Unreachable(format!("node {target} at {addr:?}: {e}")))?
+            .map_err(|e| CallError::NotSent(format!("node {target} at {addr:?}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
@@ -123,7 +150,7 @@ impl Peers {
             Rpc::Propose => client.propose(request).await,
             Rpc::ReadIndex => client.read_index(request).await,
         }
-        .map_err(|s| CallError::Unreachable(format!("node {target} ({addr}): {}", s.message())))?;
+        .map_err(|s| CallError::from_status(target, addr, &s))?;
         bincode::deserialize(&reply.into_inner().payload)
             .map_err(|e| CallError::Network(format!("node {target} ({addr}): bad reply: {e}")))
     }
@@ -134,13 +161,17 @@ impl Peers {
 pub struct Network {
     pub peers: Arc<Peers>,
     pub group: String,
+    /// The group's heartbeat interval, kept up while a snapshot streams.
+    pub heartbeat: Duration,
 }
 
+#[derive(Clone)]
 pub struct Peer {
     peers: Arc<Peers>,
     group: String,
     target: NodeId,
     addr: String,
+    heartbeat: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -152,6 +183,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             group: self.group.clone(),
             target,
             addr: node.addr.clone(),
+            heartbeat: self.heartbeat,
         }
     }
 }
@@ -179,7 +211,7 @@ impl Peer {
             )
             .await
             .map_err(|e| match e {
-                CallError::Unreachable(m) => {
+                CallError::NotSent(m) | CallError::Lost(m) => {
                     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(m)))
                 }
                 CallError::Network(m) => {
@@ -187,6 +219,28 @@ impl Peer {
                 }
             })?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// Sends the raft leader's `vote` as an empty AppendEntries every
+    /// heartbeat interval, forever. `prev_log_id: None` matches any log, so
+    /// it appends, truncates and commits nothing; it only tells the target
+    /// that its leader is alive.
+    async fn heartbeats(&self, vote: Vote<NodeId>) -> Infallible {
+        let beat = AppendEntriesRequest::<TypeConfig> {
+            vote,
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        };
+        let option = RPCOption::new(self.heartbeat);
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let _: Result<AppendEntriesResponse<NodeId>, _> = self
+                .send::<_, _, openraft::error::Infallible>(Rpc::AppendEntries, &beat, &option)
+                .await;
+        }
     }
 }
 
@@ -236,6 +290,25 @@ impl RaftNetwork<TypeConfig> for Peer {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.send(Rpc::InstallSnapshot, &rpc, &option).await
+    }
+
+    /// Streams a snapshot in chunks (openraft's `Chunked`) while sending
+    /// heartbeats beside it. openraft 0.9 sends no heartbeat to a target
+    /// with a snapshot in flight, and the target's election timer ignores
+    /// chunks, so a transfer longer than the election timeout would make the
+    /// target campaign, depose the leader and restart the transfer, forever.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let beats = self.clone();
+        tokio::select! {
+            sent = Chunked::send_snapshot(self, vote, snapshot, cancel, option) => sent,
+            never = beats.heartbeats(vote) => match never {},
+        }
     }
 
     async fn vote(

@@ -192,7 +192,7 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
-/// Raft timing for tests: 20 ms ticks, heartbeat 100 ms, election 600-1200 ms.
+/// Raft timing for tests: 20 ms ticks, heartbeat 100 ms, election 600-800 ms.
 /// openraft times an AppendEntries out after one heartbeat interval, and
 /// debug builds of three nodes on two cores need that much headroom.
 pub const FAST_RAFT: [&str; 3] = [
