@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/rpc.proto",
         "proto/armada/tables.proto",
         "proto/armada/raft.proto",
+        "proto/armada/replication.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

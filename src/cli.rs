@@ -18,7 +18,7 @@ use openraft::BasicNode;
 use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::RegistryConfig;
-use crate::server::NodeConfig;
+use crate::server::{NodeConfig, ReplicationServe};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -225,14 +225,15 @@ pub struct LeaderArgs {
         default_value = "http://127.0.0.1:8444"
     )]
     pub replication_address: String,
-    /// Whether the replication API is served (cross-cluster replication; not served yet).
+    /// Whether the replication API is served to follower clusters.
     #[arg(
         long = "replication.enabled",
         env = "ARMADA_REPLICATION_ENABLED",
         default_value_t = false
     )]
     pub replication_enabled: bool,
-    /// Maximum size of one replication message sent to followers.
+    /// Target maximum size of one replication message sent to followers
+    /// (a single larger log entry is still sent whole).
     #[arg(
         long = "replication.max-send-message-size-bytes",
         env = "ARMADA_REPLICATION_MAX_SEND_MESSAGE_SIZE_BYTES",
@@ -365,11 +366,26 @@ impl LeaderArgs {
                 .as_deref()
                 .unwrap_or(&self.raft_address),
         )?;
-        if self.replication_enabled {
-            return Err(Error::InvalidInput(
-                "--replication.enabled: cross-cluster replication is not implemented yet".into(),
-            ));
-        }
+        let replication = if self.replication_enabled {
+            let tls = [
+                ("cert", &self.replication_cert_filename),
+                ("key", &self.replication_key_filename),
+                ("ca", &self.replication_ca_filename),
+            ];
+            if let Some((flag, _)) = tls.iter().find(|(_, f)| f.is_some()) {
+                return Err(Error::InvalidInput(format!(
+                    "--replication.{flag}-filename: TLS on the replication port is not implemented yet"
+                )));
+            }
+            Some(ReplicationServe {
+                listen: parse_address("replication.address", &self.replication_address)?,
+                max_send: usize::try_from(self.replication_max_send_message_size_bytes)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            })
+        } else {
+            None
+        };
         let api_listen = parse_address("api.address", &self.api_address)?;
         let rest_listen = parse_address("rest.address", &self.rest_address)?;
         let node_host_dir = self
@@ -408,6 +424,7 @@ impl LeaderArgs {
             default_table: self.api_default_table.clone(),
             rest_listen,
             raft_listen,
+            replication,
             registry: RegistryConfig {
                 node_host_dir,
                 wal_dir,
@@ -521,6 +538,16 @@ mod tests {
         assert!(leader(&["--raft.initial-members=1=127.0.0.1:9"]).is_err());
         assert!(leader(&["--raft.heartbeat-rtt=5", "--raft.election-rtt=15"]).is_err());
         assert!(leader(&["--raft.heartbeat-rtt=5", "--raft.election-rtt=16"]).is_ok());
+        assert!(leader(&[]).unwrap().replication.is_none());
+        let on = leader(&[
+            "--replication.enabled",
+            "--replication.address=http://127.0.0.1:9444",
+        ]);
+        let on = on.unwrap().replication.unwrap();
+        assert_eq!(on.listen.to_string(), "127.0.0.1:9444");
+        assert_eq!(on.max_send, 4 << 20);
+        let tls = leader(&["--replication.enabled", "--replication.cert-filename=c.pem"]);
+        assert!(tls.unwrap_err().to_string().contains("not implemented yet"));
     }
 
     #[test]

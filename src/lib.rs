@@ -4,5 +4,6 @@ pub mod error;
 pub mod kv;
 pub mod pb;
 pub mod raft;
+pub mod replication;
 pub mod server;
 pub mod storage;

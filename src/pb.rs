@@ -18,8 +18,18 @@ pub mod etcdserverpb {
 
 pub mod armada {
     tonic::include_proto!("armada.v1");
+
+    // Nested as deep as its package, so that the generated paths to etcd's
+    // messages (`super::super::super::super::etcdserverpb`) resolve.
+    pub mod replication {
+        pub mod v1 {
+            tonic::include_proto!("armada.replication.v1");
+        }
+    }
 }
 
 pub mod raft {
     tonic::include_proto!("armada.raft.v1");
 }
+
+pub use armada::replication::v1 as replication;

@@ -20,10 +20,10 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
-use super::state_machine::{Shared, StateMachine};
+use super::state_machine::{Exported, Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
 use crate::error::{Error, EtcdError, Result};
-use crate::kv::command::{Applied, Command};
+use crate::kv::command::{Applied, Command, Proposal};
 use crate::storage::log::LogDb;
 use crate::storage::mvcc::{MvccDb, Reader};
 
@@ -55,6 +55,22 @@ pub struct GroupConfig {
     pub snapshot_entries: u64,
     pub compaction_overhead: u64,
     pub max_payload_entries: u64,
+}
+
+/// What [`RaftGroup::read_committed`] found from a leader index on.
+#[derive(Debug)]
+pub enum LogRead {
+    /// Committed entries' commands by leader index (entries without
+    /// commands are left out), and the last index they cover.
+    Entries {
+        entries: Vec<(u64, Vec<Command>)>,
+        sent_through: u64,
+        last_applied: u64,
+    },
+    /// The index asked for was purged from the log (a snapshot covers it).
+    Compacted,
+    /// The index asked for is past the last applied one + 1.
+    Ahead { last_applied: u64 },
 }
 
 /// How one attempt at a request failed.
@@ -394,6 +410,78 @@ impl RaftGroup {
                 Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped.into()),
             }
         }
+    }
+
+    /// The last log index this node has applied (0: none).
+    pub fn last_applied(&self) -> u64 {
+        let m = self.raft.metrics();
+        let index = m.borrow().last_applied.map_or(0, |l| l.index);
+        index
+    }
+
+    /// Waits until this node has applied past `index`, up to `timeout`;
+    /// returns whether it did.
+    pub async fn wait_applied_past(&self, index: u64, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index + 1), "replication follow")
+            .await
+            .is_ok()
+    }
+
+    /// Applied (so committed) entries from log index `from` on, about
+    /// `max_bytes` of commands at most (at least one entry), for a follower
+    /// cluster. Any member can answer: applied entries are final.
+    pub async fn read_committed(&self, from: u64, max_bytes: usize) -> Result<LogRead> {
+        let (last_applied, purged) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.last_applied.map_or(0, |l| l.index),
+                m.purged.map_or(0, |l| l.index),
+            )
+        };
+        let from = from.max(1);
+        if from > last_applied + 1 {
+            return Ok(LogRead::Ahead { last_applied });
+        }
+        if from <= purged {
+            return Ok(LogRead::Compacted);
+        }
+        if from == last_applied + 1 {
+            return Ok(LogRead::Entries {
+                entries: Vec::new(),
+                sent_through: last_applied,
+                last_applied,
+            });
+        }
+        let log = self.log.clone();
+        let raw =
+            blocking(move || log.entries_up_to_bytes(from, last_applied + 1, max_bytes)).await?;
+        // A purge may have run since the metrics were read.
+        if raw.first().is_none_or(|(i, _)| *i != from) {
+            return Ok(LogRead::Compacted);
+        }
+        let sent_through = raw.last().map_or(from - 1, |(i, _)| *i);
+        let mut entries = Vec::new();
+        for (index, bytes) in raw {
+            let entry: super::Entry = bincode::deserialize(&bytes)?;
+            if let openraft::EntryPayload::Normal(Proposal(commands)) = entry.payload {
+                entries.push((index, commands));
+            }
+        }
+        Ok(LogRead::Entries {
+            entries,
+            sent_through,
+            last_applied,
+        })
+    }
+
+    /// Writes a consistent copy of the table to `path` for a follower
+    /// cluster and returns its leader index and revision state.
+    pub async fn export(&self, path: PathBuf) -> Result<Exported> {
+        let sm = self.sm.clone();
+        blocking(move || sm.export(&path)).await
     }
 
     /// Reads from the state machine; a linearizable read first waits until

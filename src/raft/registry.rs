@@ -282,6 +282,14 @@ impl Registry {
         }
     }
 
+    /// A running table's group with its epoch.
+    pub async fn get_with_epoch(&self, name: &str) -> Result<(u64, Arc<RaftGroup>)> {
+        match self.groups.read().await.get(name) {
+            Some((epoch, g)) => Ok((*epoch, g.clone())),
+            None => Err(Error::TableNotFound(name.to_string())),
+        }
+    }
+
     /// A group by its Raft transport id, for messages from peers.
     pub async fn group_by_id(&self, id: &str) -> Option<Arc<RaftGroup>> {
         if id == META_GROUP {

@@ -21,6 +21,7 @@ use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::apply::{apply, needs_rollback_scope};
 use crate::kv::command::{CommandResult, Proposal};
+use crate::kv::{MvccRead, RevisionState};
 use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
 
 const LAST_APPLIED: &str = "last_applied";
@@ -85,7 +86,27 @@ impl StateMachine {
     }
 }
 
+/// A consistent copy of a table's state, for a follower cluster.
+pub struct Exported {
+    /// The last log index applied in the copy (the leader index).
+    pub leader_index: u64,
+    pub revision: RevisionState,
+}
+
 impl Shared {
+    /// Writes a consistent copy of the state machine to `path` (which must
+    /// not exist) and returns what it contains.
+    pub fn export(&self, path: &Path) -> Result<Exported> {
+        self.db.copy_to(path)?;
+        SnapshotFile::open(path)?.with(|r| {
+            let (last, _) = applied_state(r)?;
+            Ok(Exported {
+                leader_index: last.map_or(0, |l| l.index),
+                revision: r.revision_state()?,
+            })
+        })
+    }
+
     fn new_snapshot_path(&self, kind: &str) -> (String, PathBuf) {
         let n = self.next_snapshot.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()

@@ -26,10 +26,14 @@ use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::raft::raft_server::RaftServer;
+use crate::pb::replication::log_server::LogServer;
+use crate::pb::replication::metadata_server::MetadataServer;
+use crate::pb::replication::snapshot_server::SnapshotServer;
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
 use crate::raft::transport::RaftService;
 use crate::raft::NodeId;
+use crate::replication::leader::LeaderService;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -44,7 +48,16 @@ pub struct NodeConfig {
     pub default_table: String,
     pub rest_listen: SocketAddr,
     pub raft_listen: SocketAddr,
+    /// Serve the replication API to follower clusters.
+    pub replication: Option<ReplicationServe>,
     pub registry: RegistryConfig,
+}
+
+/// The replication API's listener and message size target.
+#[derive(Clone, Debug)]
+pub struct ReplicationServe {
+    pub listen: SocketAddr,
+    pub max_send: usize,
 }
 
 impl NodeConfig {
@@ -157,15 +170,41 @@ pub async fn serve(
             api_incoming(cfg.api_listen).await?,
             wait_stop(stop_rx.clone()),
         );
+    let replication = serve_replication(&cfg, &registry, wait_stop(stop_rx.clone()));
     tracing::info!(
         api = %cfg.api_listen, rest = %cfg.rest_listen, raft = %cfg.raft_listen,
+        replication = ?cfg.replication.as_ref().map(|r| r.listen),
         "armada leader serving etcd"
     );
-    let (grpc, rest, raft) = tokio::join!(grpc, rest, raft);
+    let (grpc, rest, raft, replication) = tokio::join!(grpc, rest, raft, replication);
     registry.shutdown().await;
     grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
     raft.map_err(|e| Error::Internal(format!("raft transport: {e}")))?;
+    replication?;
     rest
+}
+
+/// The replication API for follower clusters, when enabled.
+async fn serve_replication(
+    cfg: &NodeConfig,
+    registry: &Arc<Registry>,
+    stop: impl Future<Output = ()>,
+) -> Result<()> {
+    let Some(serve) = &cfg.replication else {
+        return Ok(());
+    };
+    let service = LeaderService {
+        registry: registry.clone(),
+        max_send: serve.max_send,
+        scratch_dir: cfg.registry.node_host_dir.join("replication"),
+    };
+    tonic::transport::Server::builder()
+        .add_service(MetadataServer::new(service.clone()))
+        .add_service(LogServer::new(service.clone()).max_encoding_message_size(usize::MAX))
+        .add_service(SnapshotServer::new(service).max_encoding_message_size(usize::MAX))
+        .serve_with_shutdown(serve.listen, stop)
+        .await
+        .map_err(|e| Error::Internal(format!("replication API: {e}")))
 }
 
 /// Once the metadata group has a raft leader: records how clients reach

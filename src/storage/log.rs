@@ -66,6 +66,32 @@ impl LogDb {
         Ok(out)
     }
 
+    /// Entries with `start <= index < end`, stopping once `max_bytes` of
+    /// them were read (at least one entry is returned if any is in range).
+    pub fn entries_up_to_bytes(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rtxn = self.env.read_txn()?;
+        let (lo, hi) = (index_key(start), index_key(end));
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self
+            .log
+            .range(&rtxn, &(Included(&lo[..]), Excluded(&hi[..])))?
+        {
+            let (k, v) = item?;
+            bytes += v.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push((decode_index(k)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>> {
         let rtxn = self.env.read_txn()?;
         match self.log.last(&rtxn)? {

@@ -1,0 +1,288 @@
+//! The leader cluster's side of replication: `Metadata.Get`,
+//! `Log.Replicate` and `Snapshot.Stream`, served by every node of the
+//! leader cluster from its own applied state (applied entries are
+//! committed, so any node's answer is final; a lagging node answers
+//! `LEADER_BEHIND` rather than pretending to be current).
+//!
+//! Messages aim at `--replication.max-send-message-size-bytes`; a single
+//! log entry larger than that is still sent whole (it cannot be split
+//! without breaking the follower's replay rule), so followers accept large
+//! messages, as Regatta's do.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::wire::to_wire;
+use crate::error::Error;
+use crate::pb::replication::log_server::Log;
+use crate::pb::replication::metadata_server::Metadata;
+use crate::pb::replication::snapshot_server::Snapshot;
+use crate::pb::replication::{
+    Entry, MetadataRequest, MetadataResponse, ReplicateRequest, ReplicateResponse, Signal,
+    SnapshotChunk, SnapshotHeader, SnapshotRequest, SnapshotTrailer, Table,
+};
+use crate::raft::group::{LogRead, RaftGroup};
+use crate::raft::registry::Registry;
+
+/// How long a following stream waits for a new commit before sending an
+/// empty message, so that the follower sees the leader alive and learns
+/// that a table was deleted or re-created.
+const FOLLOW_IDLE: Duration = Duration::from_secs(5);
+
+/// Room left in a message for everything but the commands' own bytes.
+const MESSAGE_OVERHEAD: usize = 16 << 10;
+
+/// The replication services of one leader-cluster node.
+#[derive(Clone)]
+pub struct LeaderService {
+    pub registry: Arc<Registry>,
+    /// `--replication.max-send-message-size-bytes`.
+    pub max_send: usize,
+    /// Where snapshot copies are written while they stream.
+    pub scratch_dir: PathBuf,
+}
+
+type Outbox<T> = mpsc::Sender<Result<T, Status>>;
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Metadata for LeaderService {
+    async fn get(
+        &self,
+        _request: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
+        let tables = (self.registry.list().await?.into_iter())
+            .map(|(name, epoch)| Table { name, epoch })
+            .collect();
+        Ok(Response::new(MetadataResponse { tables }))
+    }
+}
+
+#[tonic::async_trait]
+impl Log for LeaderService {
+    type ReplicateStream = BoxStream<ReplicateResponse>;
+
+    async fn replicate(
+        &self,
+        request: Request<ReplicateRequest>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let req = request.into_inner();
+        let (epoch, group) = self.registry.get_with_epoch(&req.table).await?;
+        let (tx, rx) = mpsc::channel(2);
+        let budget = self.max_send.saturating_sub(MESSAGE_OVERHEAD).max(1);
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_log(&registry, &group, epoch, req, budget, &tx).await {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn signal(signal: Signal, epoch: u64, last_index: u64) -> ReplicateResponse {
+    ReplicateResponse {
+        signal: signal as i32,
+        epoch,
+        last_index,
+        ..Default::default()
+    }
+}
+
+/// Sends `req.table`'s committed commands from `req.leader_index` on until
+/// the follower has all of them (or, following, until it goes away or the
+/// table changes). Returns `Ok` also when the follower hung up.
+async fn stream_log(
+    registry: &Registry,
+    group: &Arc<RaftGroup>,
+    epoch: u64,
+    req: ReplicateRequest,
+    budget: usize,
+    tx: &Outbox<ReplicateResponse>,
+) -> Result<(), Error> {
+    if req.epoch != 0 && req.epoch != epoch {
+        let _ = tx.send(Ok(signal(Signal::EpochChanged, epoch, 0))).await;
+        return Ok(());
+    }
+    let mut next = req.leader_index.max(1);
+    let mut sent_any = false;
+    loop {
+        // The table may have been deleted or re-created meanwhile.
+        match registry.get_with_epoch(&req.table).await {
+            Ok((e, _)) if e == epoch => {}
+            Ok((e, _)) => {
+                let _ = tx.send(Ok(signal(Signal::EpochChanged, e, 0))).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let (entries, sent_through, last_applied) = match group.read_committed(next, budget).await?
+        {
+            LogRead::Compacted => {
+                let last = group.last_applied();
+                let _ = tx.send(Ok(signal(Signal::UseSnapshot, epoch, last))).await;
+                return Ok(());
+            }
+            LogRead::Ahead { last_applied } => {
+                let _ = tx
+                    .send(Ok(signal(Signal::LeaderBehind, epoch, last_applied)))
+                    .await;
+                return Ok(());
+            }
+            LogRead::Entries {
+                entries,
+                sent_through,
+                last_applied,
+            } => (entries, sent_through, last_applied),
+        };
+        let caught_up = sent_through >= last_applied;
+        if !entries.is_empty() || !sent_any || sent_through >= next {
+            let msg = ReplicateResponse {
+                entries: (entries.into_iter())
+                    .map(|(leader_index, cmds)| Entry {
+                        leader_index,
+                        commands: cmds.iter().map(to_wire).collect(),
+                    })
+                    .collect(),
+                sent_through,
+                last_index: last_applied,
+                signal: Signal::None as i32,
+                epoch,
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                return Ok(()); // the follower went away
+            }
+            sent_any = true;
+        }
+        next = sent_through + 1;
+        if !caught_up {
+            continue;
+        }
+        if !req.follow {
+            return Ok(());
+        }
+        if !group.wait_applied_past(sent_through, FOLLOW_IDLE).await {
+            // Idle: a heartbeat, unless the follower is gone.
+            let beat = ReplicateResponse {
+                sent_through,
+                last_index: group.last_applied(),
+                epoch,
+                ..Default::default()
+            };
+            if tx.send(Ok(beat)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Snapshot for LeaderService {
+    type StreamStream = BoxStream<SnapshotChunk>;
+
+    async fn stream(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let table = request.into_inner().table;
+        let (epoch, group) = self.registry.get_with_epoch(&table).await?;
+        std::fs::create_dir_all(&self.scratch_dir).map_err(Error::from)?;
+        let copy = ScratchFile(self.scratch_dir.join(format!(
+            "{table}.{epoch}.{}.mdb",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        )));
+        let exported = group.export(copy.0.clone()).await?;
+        let size = std::fs::metadata(&copy.0).map_err(Error::from)?.len();
+        let header = SnapshotHeader {
+            table,
+            epoch,
+            leader_index: exported.leader_index,
+            revision: exported.revision.current,
+            compact_revision: exported.revision.compacted,
+            size,
+        };
+        let chunk = self
+            .max_send
+            .saturating_sub(MESSAGE_OVERHEAD)
+            .clamp(4 << 10, 4 << 20);
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            if let Err(e) = stream_file(copy, header, chunk, &tx).await {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// A file removed when dropped: a snapshot copy lives as long as its stream.
+struct ScratchFile(PathBuf);
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn stream_file(
+    copy: ScratchFile,
+    header: SnapshotHeader,
+    chunk: usize,
+    tx: &Outbox<SnapshotChunk>,
+) -> Result<(), Error> {
+    let size = header.size;
+    let first = SnapshotChunk {
+        header: Some(header),
+        ..Default::default()
+    };
+    if tx.send(Ok(first)).await.is_err() {
+        return Ok(());
+    }
+    let mut file = tokio::fs::File::open(&copy.0).await?;
+    let mut whole = crc32fast::Hasher::new();
+    let mut sent = 0u64;
+    loop {
+        let mut data = Vec::with_capacity(chunk);
+        (&mut file)
+            .take(chunk as u64)
+            .read_to_end(&mut data)
+            .await?;
+        if data.is_empty() {
+            break;
+        }
+        whole.update(&data);
+        sent += data.len() as u64;
+        let msg = SnapshotChunk {
+            crc32: crc32fast::hash(&data),
+            data,
+            ..Default::default()
+        };
+        if tx.send(Ok(msg)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if sent != size {
+        return Err(Error::Internal(format!(
+            "snapshot copy changed size while streaming: {sent} of {size} bytes"
+        )));
+    }
+    let last = SnapshotChunk {
+        trailer: Some(SnapshotTrailer {
+            size,
+            crc32: whole.finalize(),
+        }),
+        ..Default::default()
+    };
+    let _ = tx.send(Ok(last)).await;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Cross-cluster replication (`armada.replication.v1`): a leader cluster
+//! serves its tables' committed logical commands and consistent snapshots;
+//! follower clusters pull them.
+//!
+//! - [`wire`]: logical commands to and from their protobuf form, the only
+//!   format that crosses clusters (Raft's own bincode stays inside one);
+//! - [`leader`]: the leader cluster's `Metadata`, `Log` and `Snapshot`
+//!   services, answered by any node from its applied state.
+//!
+//! Invariant: a leader index is the leader cluster's Raft log index of the
+//! entry that carried a command, and only applied (so committed) entries are
+//! ever sent; a follower applying them in leader-index order reproduces the
+//! leader's revisions exactly.
+
+pub mod leader;
+pub mod wire;
