@@ -42,11 +42,44 @@ impl Command {
     }
 }
 
-/// The payload of one Raft log entry: the commands proposed together (group
-/// commit). They apply in order, each as its own etcd write request with its
-/// own revision, so batching changes throughput, never results.
+/// The payload of one Raft log entry. Its commands apply in order, each as
+/// its own etcd write request with its own revision, so batching changes
+/// throughput, never results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Writes of this cluster's clients, proposed together (group commit).
+    Local(Vec<Command>),
+    /// Entries pulled from the leader cluster by a follower cluster.
+    Replicated(Replicated),
+}
+
+impl Proposal {
+    /// Every command the entry carries, in apply order.
+    pub fn commands(&self) -> Vec<&Command> {
+        match self {
+            Proposal::Local(cmds) => cmds.iter().collect(),
+            Proposal::Replicated(r) => r.entries.iter().flat_map(|e| &e.commands).collect(),
+        }
+    }
+}
+
+/// A batch of the leader cluster's log entries for one table, in
+/// leader-index order. Applying it is idempotent: an entry at or below the
+/// leader index the table already holds is skipped, so a batch delivered
+/// twice changes nothing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Proposal(pub Vec<Command>);
+pub struct Replicated {
+    /// The table's epoch on the leader cluster.
+    pub epoch: u64,
+    pub entries: Vec<ReplicatedEntry>,
+}
+
+/// The commands of one leader-cluster log entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicatedEntry {
+    pub leader_index: u64,
+    pub commands: Vec<Command>,
+}
 
 /// What applying one command produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

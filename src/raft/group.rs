@@ -23,7 +23,7 @@ use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Exported, Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
 use crate::error::{Error, EtcdError, Result};
-use crate::kv::command::{Applied, Command, Proposal};
+use crate::kv::command::{Applied, Command, Proposal, Replicated};
 use crate::storage::log::LogDb;
 use crate::storage::mvcc::{MvccDb, Reader};
 
@@ -371,18 +371,65 @@ impl RaftGroup {
         };
         match proposed {
             Ok(result) => Ok(result?),
-            Err(ProposeError::ForwardToLeader(leader)) => Err(if leader.is_some() {
-                EtcdError::LeaderChanged
-            } else {
-                EtcdError::NoLeader
-            }
-            .into()),
-            Err(ProposeError::Raft(e)) => Err(Error::Raft(e)),
-            Err(ProposeError::Fatal(e)) => {
+            Err(e) => Err(self.propose_failed(e)),
+        }
+    }
+
+    /// The client's error for a proposal openraft refused.
+    fn propose_failed(&self, e: ProposeError) -> Error {
+        match e {
+            ProposeError::ForwardToLeader(Some(_)) => EtcdError::LeaderChanged.into(),
+            ProposeError::ForwardToLeader(None) => EtcdError::NoLeader.into(),
+            ProposeError::Raft(e) => Error::Raft(e),
+            ProposeError::Fatal(e) => {
                 tracing::error!(group = %self.group_id, "raft group stopped: {e}");
-                Err(EtcdError::Stopped.into())
+                EtcdError::Stopped.into()
             }
         }
+    }
+
+    /// Applies a batch pulled from the leader cluster (a follower cluster's
+    /// replication worker), through the raft leader of this table's group.
+    /// Returns the leader index the table holds afterwards. Idempotent:
+    /// entries the table already holds are skipped, so a batch whose answer
+    /// was lost may simply be sent again.
+    pub async fn write_replicated(&self, batch: Replicated) -> Result<u64> {
+        self.with_leader(|leader| {
+            let batch = &batch;
+            async move {
+                match leader {
+                    Some(leader) => self
+                        .forward(&leader, Rpc::ProposeReplicated, batch)
+                        .await
+                        .map_err(Attempt::retry_lost),
+                    None => self
+                        .write_replicated_as_leader(batch.clone())
+                        .await
+                        .map_err(Attempt::from_leader),
+                }
+            }
+        })
+        .await
+    }
+
+    /// [`Self::write_replicated`] on this node, which must be the raft leader.
+    pub async fn write_replicated_as_leader(&self, batch: Replicated) -> Result<u64> {
+        let written = tokio::time::timeout(
+            PROPOSE_TIMEOUT,
+            self.raft.client_write(Proposal::Replicated(batch)),
+        );
+        match written.await {
+            Err(_) => return Err(EtcdError::Timeout.into()),
+            Ok(Err(e)) => return Err(self.propose_failed(super::proposer::propose_error(e))),
+            Ok(Ok(_)) => {}
+        }
+        Ok(self.replicated()?.0)
+    }
+
+    /// The leader index and leader epoch this table holds (follower
+    /// clusters; `(0, 0)` before anything was replicated).
+    pub fn replicated(&self) -> Result<(u64, u64)> {
+        self.sm.replicated()
     }
 
     /// The raft leader's half of ReadIndex: confirms leadership with a
@@ -466,8 +513,10 @@ impl RaftGroup {
         let mut entries = Vec::new();
         for (index, bytes) in raw {
             let entry: super::Entry = bincode::deserialize(&bytes)?;
-            if let openraft::EntryPayload::Normal(Proposal(commands)) = entry.payload {
-                entries.push((index, commands));
+            // A follower cluster's replicated entries are its table's writes
+            // too, so a cluster downstream of it sees them all.
+            if let openraft::EntryPayload::Normal(p) = entry.payload {
+                entries.push((index, p.commands().into_iter().cloned().collect()));
             }
         }
         Ok(LogRead::Entries {

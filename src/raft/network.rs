@@ -90,6 +90,7 @@ pub enum Rpc {
     Vote,
     InstallSnapshot,
     Propose,
+    ProposeReplicated,
     ReadIndex,
 }
 
@@ -148,6 +149,7 @@ impl Peers {
             Rpc::Vote => client.vote(request).await,
             Rpc::InstallSnapshot => client.install_snapshot(request).await,
             Rpc::Propose => client.propose(request).await,
+            Rpc::ProposeReplicated => client.propose_replicated(request).await,
             Rpc::ReadIndex => client.read_index(request).await,
         }
         .map_err(|s| CallError::from_status(target, addr, &s))?;

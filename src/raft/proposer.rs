@@ -87,7 +87,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
         tokio::spawn(async move {
             let (commands, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-            match raft.client_write(Proposal(commands)).await {
+            match raft.client_write(Proposal::Local(commands)).await {
                 Ok(resp) => {
                     for (reply, result) in replies.into_iter().zip(resp.data) {
                         let _ = reply.send(Ok(result));
@@ -105,7 +105,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
-fn propose_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+pub(super) fn propose_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             ProposeError::ForwardToLeader(f.leader_id.zip(f.leader_node))

@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::apply::{apply, needs_rollback_scope};
-use crate::kv::command::{CommandResult, Proposal};
+use crate::kv::command::{Command, CommandResult, Proposal};
 use crate::kv::{MvccRead, RevisionState};
 use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
 
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
+/// On a follower cluster: the last leader index applied, and its epoch.
+const LEADER_INDEX: &str = "leader_index";
 
 /// Shared between the state machine, its snapshot builders and readers.
 pub struct Shared {
@@ -94,6 +96,11 @@ pub struct Exported {
 }
 
 impl Shared {
+    /// The leader index and epoch this (follower cluster's) table holds.
+    pub fn replicated(&self) -> Result<(u64, u64)> {
+        self.db.read(replicated_state)
+    }
+
     /// Writes a consistent copy of the state machine to `path` (which must
     /// not exist) and returns what it contains.
     pub fn export(&self, path: &Path) -> Result<Exported> {
@@ -152,20 +159,26 @@ fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
 fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResult>> {
     match &entry.payload {
         EntryPayload::Blank => Ok(Vec::new()),
-        EntryPayload::Normal(Proposal(commands)) => commands
-            .iter()
-            .map(|cmd| {
-                if needs_rollback_scope(cmd) {
-                    w.scoped(|w| {
-                        let r = apply(w, cmd)?;
-                        let keep = r.is_ok();
-                        Ok((r, keep))
-                    })
-                } else {
-                    apply(w, cmd)
+        EntryPayload::Normal(Proposal::Local(commands)) => {
+            commands.iter().map(|cmd| apply_command(w, cmd)).collect()
+        }
+        EntryPayload::Normal(Proposal::Replicated(batch)) => {
+            // Skip what the table holds already, and record the new leader
+            // index in the same transaction as the data it stands for.
+            let (mut held, _) = replicated_state(&w.reader())?;
+            let mut results = Vec::new();
+            for e in &batch.entries {
+                if e.leader_index <= held {
+                    continue;
                 }
-            })
-            .collect(),
+                for cmd in &e.commands {
+                    results.push(apply_command(w, cmd)?);
+                }
+                held = e.leader_index;
+            }
+            w.put_meta(LEADER_INDEX, &bincode::serialize(&(held, batch.epoch))?)?;
+            Ok(results)
+        }
         EntryPayload::Membership(m) => {
             let stored = StoredMembership::new(Some(entry.log_id), m.clone());
             w.put_meta(MEMBERSHIP, &bincode::serialize(&stored)?)?;
@@ -174,9 +187,29 @@ fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResul
     }
 }
 
+fn apply_command(w: &mut Writer<'_, '_>, cmd: &Command) -> Result<CommandResult> {
+    if needs_rollback_scope(cmd) {
+        w.scoped(|w| {
+            let r = apply(w, cmd)?;
+            let keep = r.is_ok();
+            Ok((r, keep))
+        })
+    } else {
+        apply(w, cmd)
+    }
+}
+
+/// The leader index and epoch a follower cluster's table holds ((0, 0): none).
+fn replicated_state(r: &Reader<'_>) -> Result<(u64, u64)> {
+    match r.get_meta(LEADER_INDEX)? {
+        Some(raw) => Ok(bincode::deserialize(&raw)?),
+        None => Ok((0, 0)),
+    }
+}
+
 fn command_count(entry: &Entry) -> usize {
     match &entry.payload {
-        EntryPayload::Normal(Proposal(commands)) => commands.len(),
+        EntryPayload::Normal(p) => p.commands().len(),
         _ => 0,
     }
 }

@@ -16,7 +16,7 @@ use super::network::Remote;
 use super::registry::Registry;
 use super::{NodeId, TypeConfig};
 use crate::error::Error;
-use crate::kv::command::Command;
+use crate::kv::command::{Command, Replicated};
 use crate::pb::raft::raft_server::Raft;
 use crate::pb::raft::{GroupReply, GroupRequest};
 
@@ -91,6 +91,16 @@ impl Raft for RaftService {
         let group = self.group(&req).await?;
         let cmd: Command = decode(&req.payload)?;
         reply(&remote(group.write_as_leader(cmd).await))
+    }
+
+    async fn propose_replicated(
+        &self,
+        request: Request<GroupRequest>,
+    ) -> Result<Response<GroupReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req).await?;
+        let batch: Replicated = decode(&req.payload)?;
+        reply(&remote(group.write_replicated_as_leader(batch).await))
     }
 
     async fn read_index(
