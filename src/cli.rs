@@ -1,4 +1,5 @@
-//! Command line: `armada leader`, `armada table ...` and `armada version`.
+//! Command line: `armada leader`, `armada follower`, `armada table ...` and
+//! `armada version`.
 //!
 //! Flag names follow Regatta's (`--api.*`, `--raft.*`, `--rest.*`,
 //! `--storage.*`, `--replication.*`). Every flag can also come from an
@@ -18,6 +19,7 @@ use openraft::BasicNode;
 use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::RegistryConfig;
+use crate::replication::follower::FollowerConfig;
 use crate::server::{NodeConfig, ReplicationServe};
 
 #[derive(Parser, Debug)]
@@ -36,6 +38,9 @@ pub struct Cli {
 pub enum Command {
     /// Start a node of the leader cluster, serving etcd's API.
     Leader(Box<LeaderArgs>),
+    /// Start a node of a follower cluster: pulls every table from a leader
+    /// cluster, serves reads locally and forwards writes to the leader.
+    Follower(Box<FollowerArgs>),
     /// Manage tables on a running node.
     Table(TableArgs),
     /// Print the version.
@@ -260,6 +265,83 @@ pub struct LeaderArgs {
     pub replication_ca_filename: Option<PathBuf>,
 }
 
+/// `armada follower`: every node flag of `armada leader`, plus where and
+/// how to pull from the leader cluster (Regatta's follower flags).
+#[derive(Args, Debug)]
+pub struct FollowerArgs {
+    #[command(flatten)]
+    pub node: LeaderArgs,
+    /// Address of the leader cluster's replication API.
+    #[arg(
+        long = "replication.leader-address",
+        env = "ARMADA_REPLICATION_LEADER_ADDRESS",
+        default_value = "localhost:8444"
+    )]
+    pub leader_address: String,
+    /// How long a worker waits before retrying after a failed or ended poll
+    /// (the log stream itself is held open and pushes new entries).
+    #[arg(long = "replication.poll-interval", env = "ARMADA_REPLICATION_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// How often the table list is reconciled with the leader's.
+    #[arg(long = "replication.reconcile-interval", env = "ARMADA_REPLICATION_RECONCILE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+    /// Interval in which workers renew their table leases.
+    #[arg(long = "replication.lease-interval", env = "ARMADA_REPLICATION_LEASE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub lease_interval: Duration,
+    /// The log RPC timeout: the longest wait for the stream to open or for
+    /// its next message (the leader sends one at least every 5 s).
+    #[arg(long = "replication.log-rpc-timeout", env = "ARMADA_REPLICATION_LOG_RPC_TIMEOUT", default_value = "1m0s", value_parser = parse_duration)]
+    pub log_rpc_timeout: Duration,
+    /// Timeout for a full snapshot recovery RPC.
+    #[arg(long = "replication.snapshot-rpc-timeout", env = "ARMADA_REPLICATION_SNAPSHOT_RPC_TIMEOUT", default_value = "1h0m0s", value_parser = parse_duration)]
+    pub snapshot_rpc_timeout: Duration,
+    /// Rate limit for snapshot reception in bytes per second (0: none).
+    #[arg(
+        long = "replication.max-snapshot-recv-bytes-per-second",
+        env = "ARMADA_REPLICATION_MAX_SNAPSHOT_RECV_BYTES_PER_SECOND",
+        default_value_t = 0
+    )]
+    pub max_snapshot_recv_bytes_per_second: u64,
+    /// Maximum number of concurrent snapshot recoveries.
+    #[arg(
+        long = "replication.max-recovery-in-flight",
+        env = "ARMADA_REPLICATION_MAX_RECOVERY_IN_FLIGHT",
+        default_value_t = 1
+    )]
+    pub max_recovery_in_flight: u64,
+    /// Ping the leader after this long without activity (at least 10s).
+    #[arg(long = "replication.keepalive-time", env = "ARMADA_REPLICATION_KEEPALIVE_TIME", default_value = "1m0s", value_parser = parse_duration)]
+    pub keepalive_time: Duration,
+    /// Close the connection when a keepalive ping is not answered within this.
+    #[arg(long = "replication.keepalive-timeout", env = "ARMADA_REPLICATION_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+}
+
+impl FollowerArgs {
+    pub fn node_config(&self) -> Result<NodeConfig> {
+        let mut cfg = self.node.node_config()?;
+        if self.lease_interval.is_zero() || self.reconcile_interval.is_zero() {
+            return Err(Error::InvalidInput(
+                "--replication.lease-interval and --replication.reconcile-interval must be positive"
+                    .into(),
+            ));
+        }
+        cfg.follow = Some(FollowerConfig {
+            leader_address: self.leader_address.clone(),
+            poll_interval: self.poll_interval,
+            reconcile_interval: self.reconcile_interval,
+            lease_interval: self.lease_interval,
+            log_rpc_timeout: self.log_rpc_timeout.max(Duration::from_secs(1)),
+            snapshot_rpc_timeout: self.snapshot_rpc_timeout,
+            max_snapshot_recv_bytes_per_second: self.max_snapshot_recv_bytes_per_second,
+            max_recovery_in_flight: self.max_recovery_in_flight.max(1) as usize,
+            keepalive_time: self.keepalive_time,
+            keepalive_timeout: self.keepalive_timeout,
+        });
+        Ok(cfg)
+    }
+}
+
 /// Parses Go-style durations: `50ms`, `1s`, `1m0s`, `1h30m`, `250us`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let bad = || format!("invalid duration {s:?} (examples: 50ms, 1s, 1m30s)");
@@ -425,6 +507,7 @@ impl LeaderArgs {
             rest_listen,
             raft_listen,
             replication,
+            follow: None,
             registry: RegistryConfig {
                 node_host_dir,
                 wal_dir,

@@ -48,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
             let cfg = args.node_config()?;
             armada::server::serve(cfg, shutdown_signal()).await?;
         }
+        Command::Follower(args) => {
+            init_tracing(&args.node.log_level, args.node.dev_mode);
+            let cfg = args.node_config()?;
+            armada::server::serve(cfg, shutdown_signal()).await?;
+        }
         Command::Table(t) => {
             let mut client = TablesClient::connect(t.endpoint.clone()).await?;
             match t.action {

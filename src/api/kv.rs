@@ -70,11 +70,12 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         check_grpc_limit(&req)?;
         validate::put(&req).map_err(status)?;
         check_size(&req)?;
-        match group.write(Command::Put(req)).await.map_err(status)? {
+        match self.ctx.write(&metadata, &group, Command::Put(req)).await? {
             Applied::Put(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
                 Ok(Response::new(resp))
@@ -88,14 +89,15 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         check_grpc_limit(&req)?;
         validate::delete_range(&req).map_err(status)?;
         check_size(&req)?;
-        match group
-            .write(Command::DeleteRange(req))
-            .await
-            .map_err(status)?
+        match self
+            .ctx
+            .write(&metadata, &group, Command::DeleteRange(req))
+            .await?
         {
             Applied::DeleteRange(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
@@ -107,12 +109,13 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         check_grpc_limit(&req)?;
         validate::txn(&req).map_err(status)?;
         check_size(&req)?;
         // Read-only txns go through the log too: simple, and linearizable.
-        match group.write(Command::Txn(req)).await.map_err(status)? {
+        match self.ctx.write(&metadata, &group, Command::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
                 Ok(Response::new(resp))
@@ -126,11 +129,16 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         check_grpc_limit(&req)?;
         validate::compact(&req).map_err(status)?;
         // Compaction is applied synchronously, so `physical` holds on return.
-        match group.write(Command::Compact(req)).await.map_err(status)? {
+        match self
+            .ctx
+            .write(&metadata, &group, Command::Compact(req))
+            .await?
+        {
             Applied::Compact(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
                 Ok(Response::new(resp))

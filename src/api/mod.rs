@@ -13,18 +13,20 @@ pub mod tables;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::error::{Error, EtcdError};
+use crate::kv::command::{Applied, Command};
+use crate::kv::txn::is_read_only;
 use crate::pb::etcdserverpb::ResponseHeader;
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::Registry;
 use crate::raft::NodeId;
 
-/// The metadata key that selects a table.
-pub const TABLE_HEADER: &str = "armada-table";
+pub use crate::TABLE_HEADER;
 
 /// This member as etcd clients see it.
 #[derive(Clone, Debug)]
@@ -35,8 +37,23 @@ pub struct Member {
     pub peer_urls: Vec<String>,
 }
 
+/// Where a follower cluster sends its clients' writes: the leader cluster.
+/// (Implemented by `replication::follower`; the api layer only calls it.)
+#[tonic::async_trait]
+pub trait Upstream: Send + Sync {
+    /// Runs `cmd` on the leader cluster's `table` and returns its result
+    /// there; the leader's etcd errors come back unchanged.
+    async fn write(&self, table: &str, cmd: Command) -> Result<Applied, Status>;
+}
+
+/// How long a write through a follower waits for its revision to be
+/// replicated back before the client is told it committed upstream only.
+pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
+
 /// What every handler needs: the tables and who we are.
 pub struct Context {
+    /// Set on a follower cluster: writes go to the leader cluster.
+    pub upstream: Option<Arc<dyn Upstream>>,
     pub registry: Arc<Registry>,
     pub default_table: String,
     pub cluster_id: u64,
@@ -55,17 +72,22 @@ impl Context {
         self.members.get(&node).map_or(0, |m| m.id)
     }
 
-    /// The group of the table a request is for; honours `hasleader`.
-    pub async fn group(&self, metadata: &MetadataMap) -> Result<Arc<RaftGroup>, Status> {
-        let name = match metadata.get(TABLE_HEADER) {
-            Some(v) => v
+    /// The name of the table a request is for.
+    pub fn table_name(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        match metadata.get(TABLE_HEADER) {
+            Some(v) => Ok(v
                 .to_str()
                 .map_err(|_| {
                     Status::invalid_argument("armada: armada-table metadata is not ASCII")
                 })?
-                .to_string(),
-            None => self.default_table.clone(),
-        };
+                .to_string()),
+            None => Ok(self.default_table.clone()),
+        }
+    }
+
+    /// The group of the table a request is for; honours `hasleader`.
+    pub async fn group(&self, metadata: &MetadataMap) -> Result<Arc<RaftGroup>, Status> {
+        let name = self.table_name(metadata)?;
         let group = self.registry.get(&name).await.map_err(Status::from)?;
         if metadata.get("hasleader").is_some_and(|v| v == "true") && !group.has_leader() {
             return Err(EtcdError::NoLeader.into());
@@ -89,6 +111,37 @@ impl Context {
                 h.revision = rev;
             }
         }
+    }
+}
+
+impl Context {
+    /// Runs a write: on a leader cluster through the table's Raft group; on
+    /// a follower cluster on the leader cluster, then waits until this
+    /// node's copy of the table has applied the write's revision, so the
+    /// client reads its own write here (read-only Txns stay local).
+    pub async fn write(
+        &self,
+        metadata: &MetadataMap,
+        group: &RaftGroup,
+        cmd: Command,
+    ) -> Result<Applied, Status> {
+        let up = match (&self.upstream, &cmd) {
+            (None, _) => None,
+            (Some(_), Command::Txn(t)) if is_read_only(t) => None,
+            (Some(up), _) => Some(up),
+        };
+        let Some(up) = up else {
+            return group.write(cmd).await.map_err(status);
+        };
+        let applied = up.write(&self.table_name(metadata)?, cmd).await?;
+        let revision = applied.header().map_or(0, |h| h.revision);
+        if !group.wait_revision(revision, READ_YOUR_WRITES_WAIT).await {
+            return Err(Status::deadline_exceeded(format!(
+                "armada: the write committed on the leader cluster at revision {revision}, \
+                 but this follower has not replicated it yet"
+            )));
+        }
+        Ok(applied)
     }
 }
 

@@ -15,12 +15,25 @@ pub struct TablesService {
     pub ctx: Arc<Context>,
 }
 
+impl TablesService {
+    /// A follower cluster's tables mirror the leader cluster's.
+    fn refuse_on_follower(&self) -> Result<(), Status> {
+        if self.ctx.upstream.is_some() {
+            return Err(Status::failed_precondition(
+                "armada: this is a follower cluster; create and delete tables on the leader cluster",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Tables for TablesService {
     async fn create(
         &self,
         request: Request<CreateTableRequest>,
     ) -> Result<Response<CreateTableResponse>, Status> {
+        self.refuse_on_follower()?;
         let name = request.into_inner().name;
         let epoch = self.ctx.registry.create(&name).await?;
         Ok(Response::new(CreateTableResponse {
@@ -32,6 +45,7 @@ impl Tables for TablesService {
         &self,
         request: Request<DeleteTableRequest>,
     ) -> Result<Response<DeleteTableResponse>, Status> {
+        self.refuse_on_follower()?;
         let name = request.into_inner().name;
         if name == self.ctx.default_table {
             return Err(Status::failed_precondition(format!(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse,
+    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,6 +88,17 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+}
+
+impl Applied {
+    pub fn header(&self) -> Option<&ResponseHeader> {
+        match self {
+            Applied::Put(r) => r.header.as_ref(),
+            Applied::DeleteRange(r) => r.header.as_ref(),
+            Applied::Txn(r) => r.header.as_ref(),
+            Applied::Compact(r) => r.header.as_ref(),
+        }
+    }
 }
 
 /// A deterministic outcome: either etcd's response or etcd's error.

@@ -24,6 +24,7 @@ use super::state_machine::{Exported, Shared, StateMachine};
 use super::{blocking, NodeId, Raft};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
+use crate::kv::MvccRead;
 use crate::storage::log::LogDb;
 use crate::storage::mvcc::{MvccDb, Reader};
 
@@ -474,6 +475,29 @@ impl RaftGroup {
             .applied_index_at_least(Some(index + 1), "replication follow")
             .await
             .is_ok()
+    }
+
+    /// Waits until this node's copy of the table is at `revision` or later,
+    /// up to `timeout`; returns whether it got there.
+    pub async fn wait_revision(&self, revision: i64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut applied = self.raft.metrics();
+        loop {
+            let db = self.sm.clone();
+            match blocking(move || db.db.read(|r| Ok(r.revision_state()?.current))).await {
+                Ok(current) if current >= revision => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(group = %self.group_id, "reading the revision: {e}");
+                    return false;
+                }
+            }
+            // Every apply moves `last_applied`; wake up on the next one.
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
     }
 
     /// Applied (so committed) entries from log index `from` on, about

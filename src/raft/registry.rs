@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
@@ -36,6 +37,16 @@ use crate::storage::mvcc::Reader;
 pub const META_GROUP: &str = ".meta";
 const TABLES: &str = "tables/";
 const MEMBERS: &str = "members/";
+/// Follower clusters: which node replicates a table, until when.
+const LEASES: &str = "leases/";
+
+/// A table's replication lease on a follower cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: NodeId,
+    /// Wall-clock expiry, Unix milliseconds.
+    pub expires_ms: u64,
+}
 
 /// Node-wide layout and tuning from which each group's [`GroupConfig`] is derived.
 #[derive(Clone, Debug)]
@@ -116,6 +127,12 @@ fn scan_prefix(r: &Reader<'_>, prefix: &str) -> Result<Vec<KeyValue>> {
         true
     })?;
     Ok(out)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn succeeded(applied: Applied) -> bool {
@@ -367,6 +384,54 @@ impl Registry {
         }
         self.catalogue(true).await?;
         self.reconcile().await
+    }
+
+    /// Takes or renews `table`'s replication lease for `holder` for `ttl`,
+    /// unless another node holds it unexpired. A compare-and-swap on the
+    /// lease key's mod revision, so of two racing nodes one wins. Expiry is
+    /// judged by the caller's wall clock (never inside apply), so clocks
+    /// skewed by more than the lease interval can overlap two holders for
+    /// the skew: harmless, as replicated batches apply idempotently.
+    pub async fn acquire_lease(&self, table: &str, holder: NodeId, ttl: Duration) -> Result<bool> {
+        let key = format!("{LEASES}{table}");
+        let now = unix_ms();
+        let read_key = key.clone();
+        let current = self
+            .meta
+            .read(true, move |r| {
+                let rev = r.revision_state()?.current;
+                r.get(read_key.as_bytes(), rev)
+            })
+            .await?;
+        let mod_revision = match &current {
+            Some(kv) => {
+                let lease: Option<Lease> = serde_json::from_slice(&kv.value).ok();
+                if let Some(l) = lease {
+                    if l.holder != holder && l.expires_ms > now {
+                        return Ok(false);
+                    }
+                }
+                kv.mod_revision
+            }
+            None => 0,
+        };
+        let lease = Lease {
+            holder,
+            expires_ms: now + ttl.as_millis() as u64,
+        };
+        let value = serde_json::to_vec(&lease).map_err(|e| Error::Internal(e.to_string()))?;
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Mod as i32,
+                key: key.clone().into_bytes(),
+                target_union: Some(compare::TargetUnion::ModRevision(mod_revision)),
+                ..Default::default()
+            }],
+            success: vec![put_op(key, value)],
+            failure: vec![],
+        };
+        Ok(succeeded(self.meta.write(Command::Txn(txn)).await?))
     }
 
     /// Records how clients reach this node, unless already recorded so.

@@ -5,12 +5,15 @@
 //! - [`wire`]: logical commands to and from their protobuf form, the only
 //!   format that crosses clusters (Raft's own bincode stays inside one);
 //! - [`leader`]: the leader cluster's `Metadata`, `Log` and `Snapshot`
-//!   services, answered by any node from its applied state.
+//!   services, answered by any node from its applied state;
+//! - [`follower`]: a follower cluster's table mirroring, per-table workers
+//!   under a lease, and write forwarding to the leader cluster.
 //!
 //! Invariant: a leader index is the leader cluster's Raft log index of the
 //! entry that carried a command, and only applied (so committed) entries are
 //! ever sent; a follower applying them in leader-index order reproduces the
 //! leader's revisions exactly.
 
+pub mod follower;
 pub mod leader;
 pub mod wire;

@@ -18,8 +18,9 @@ use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
-use crate::api::{member_id, stable_id, Context, Member};
+use crate::api::{member_id, stable_id, Context, Member, Upstream};
 use crate::error::{Error, Result};
+use crate::kv::command::{Applied, Command};
 use crate::kv::validate::{MAX_GRPC_DECODE_BYTES, MAX_GRPC_RECV_BYTES};
 use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
@@ -33,6 +34,7 @@ use crate::raft::group::GroupConfig;
 use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
 use crate::raft::transport::RaftService;
 use crate::raft::NodeId;
+use crate::replication::follower::{Follower, FollowerConfig};
 use crate::replication::leader::LeaderService;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
@@ -50,6 +52,8 @@ pub struct NodeConfig {
     pub raft_listen: SocketAddr,
     /// Serve the replication API to follower clusters.
     pub replication: Option<ReplicationServe>,
+    /// Set for `armada follower`: pull every table from this leader cluster.
+    pub follow: Option<FollowerConfig>,
     pub registry: RegistryConfig,
 }
 
@@ -69,6 +73,21 @@ impl NodeConfig {
 /// A running node's handles, for the REST endpoints.
 pub struct Node {
     pub ctx: Arc<Context>,
+    pub follower: Option<Arc<Follower>>,
+}
+
+/// A follower cluster's path for client writes: the leader cluster.
+struct ForwardToLeader(Arc<Follower>);
+
+#[tonic::async_trait]
+impl Upstream for ForwardToLeader {
+    async fn write(
+        &self,
+        table: &str,
+        cmd: Command,
+    ) -> std::result::Result<Applied, tonic::Status> {
+        self.0.forward_write(table, cmd).await
+    }
 }
 
 pub async fn serve(
@@ -76,6 +95,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let registry = Registry::open(cfg.registry.clone()).await?;
+    let follower = match &cfg.follow {
+        Some(f) => Some(Follower::new(f.clone(), registry.clone())?),
+        None => None,
+    };
     let group = cfg.group();
     let mut voters = group.members.clone();
     if voters.is_empty() {
@@ -108,6 +131,9 @@ pub async fn serve(
         ..members[&group.node_id].clone()
     };
     let ctx = Arc::new(Context {
+        upstream: follower
+            .clone()
+            .map(|f| Arc::new(ForwardToLeader(f)) as Arc<dyn Upstream>),
         registry: registry.clone(),
         default_table: cfg.default_table.clone(),
         cluster_id,
@@ -137,7 +163,8 @@ pub async fn serve(
         .serve_with_shutdown(cfg.raft_listen, wait_stop(stop_rx.clone()));
     tokio::spawn(bootstrap(
         registry.clone(),
-        cfg.default_table.clone(),
+        // A follower cluster mirrors the leader's tables, default included.
+        (cfg.follow.is_none()).then(|| cfg.default_table.clone()),
         MemberInfo {
             name: me.name,
             client_urls: me.client_urls,
@@ -145,9 +172,15 @@ pub async fn serve(
         stop_rx.clone(),
     ));
 
+    if let Some(f) = &follower {
+        tokio::spawn(f.clone().run(stop_rx.clone()));
+    }
     let rest = rest::serve(
         cfg.rest_listen,
-        Arc::new(Node { ctx: ctx.clone() }),
+        Arc::new(Node {
+            ctx: ctx.clone(),
+            follower: follower.clone(),
+        }),
         wait_stop(stop_rx.clone()),
     );
     let grpc = tonic::transport::Server::builder()
@@ -170,11 +203,13 @@ pub async fn serve(
             api_incoming(cfg.api_listen).await?,
             wait_stop(stop_rx.clone()),
         );
-    let replication = serve_replication(&cfg, &registry, wait_stop(stop_rx.clone()));
+    let replication = serve_replication(&cfg, &ctx, wait_stop(stop_rx.clone()));
     tracing::info!(
         api = %cfg.api_listen, rest = %cfg.rest_listen, raft = %cfg.raft_listen,
         replication = ?cfg.replication.as_ref().map(|r| r.listen),
-        "armada leader serving etcd"
+        leader = ?cfg.follow.as_ref().map(|f| &f.leader_address),
+        "armada {} serving etcd",
+        if cfg.follow.is_some() { "follower" } else { "leader" }
     );
     let (grpc, rest, raft, replication) = tokio::join!(grpc, rest, raft, replication);
     registry.shutdown().await;
@@ -187,14 +222,14 @@ pub async fn serve(
 /// The replication API for follower clusters, when enabled.
 async fn serve_replication(
     cfg: &NodeConfig,
-    registry: &Arc<Registry>,
+    ctx: &Arc<Context>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let Some(serve) = &cfg.replication else {
         return Ok(());
     };
     let service = LeaderService {
-        registry: registry.clone(),
+        registry: ctx.registry.clone(),
         max_send: serve.max_send,
         scratch_dir: cfg.registry.node_host_dir.join("replication"),
     };
@@ -202,6 +237,12 @@ async fn serve_replication(
         .add_service(MetadataServer::new(service.clone()))
         .add_service(LogServer::new(service.clone()).max_encoding_message_size(usize::MAX))
         .add_service(SnapshotServer::new(service).max_encoding_message_size(usize::MAX))
+        // Writes forwarded by follower clusters, as from any etcd client.
+        .add_service(
+            KvServer::new(KvService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        )
         .serve_with_shutdown(serve.listen, stop)
         .await
         .map_err(|e| Error::Internal(format!("replication API: {e}")))
@@ -212,7 +253,7 @@ async fn serve_replication(
 /// both are done (a node may start before a quorum of its peers).
 async fn bootstrap(
     registry: Arc<Registry>,
-    default_table: String,
+    default_table: Option<String>,
     info: MemberInfo,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -221,7 +262,10 @@ async fn bootstrap(
         let done = async {
             // Member info first: a node whose default table exists is complete.
             registry.register_member(&info).await?;
-            registry.ensure(&default_table).await
+            match &default_table {
+                Some(table) => registry.ensure(table).await,
+                None => Ok(()),
+            }
         };
         match done.await {
             Ok(()) => return,

@@ -1,6 +1,7 @@
 //! REST endpoints: `/healthz` and `/readyz` (the default table's group has a
-//! raft leader and its storage answers a read) and `/metrics` (Prometheus
-//! text format, gathered from the groups at scrape time).
+//! raft leader and its storage answers a read), `/metrics` (Prometheus text
+//! format, gathered from the groups at scrape time) and
+//! `/replication/status` (JSON, per table).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub async fn serve(
         .route("/healthz", get(health))
         .route("/readyz", get(health))
         .route("/metrics", get(metrics))
+        .route("/replication/status", get(replication_status))
         .with_state(node);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
@@ -46,6 +48,26 @@ async fn health(State(node): State<Arc<Node>>) -> (StatusCode, String) {
         Ok(rev) => (StatusCode::OK, format!("ok revision={rev}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}\n")),
     }
+}
+
+/// Per table: on a follower cluster each worker's state (ArangoDB's
+/// `applier.state()` fields), on a leader cluster the last index a follower
+/// can pull.
+async fn replication_status(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    let doc = match &node.follower {
+        Some(f) => serde_json::json!({ "role": "follower", "tables": f.status() }),
+        None => {
+            let mut tables = serde_json::Map::new();
+            for group in node.ctx.registry.groups().await {
+                tables.insert(
+                    group.table.clone(),
+                    serde_json::json!({ "last_index": group.last_applied() }),
+                );
+            }
+            serde_json::json!({ "role": "leader", "tables": tables })
+        }
+    };
+    (StatusCode::OK, format!("{doc:#}\n"))
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> (StatusCode, String) {
@@ -114,6 +136,51 @@ async fn render(node: &Node) -> Result<String> {
         no_space
             .with_label_values(&t)
             .set(f64::from(u8::from(group.alarm_no_space())));
+    }
+    let index = GaugeVec::new(
+        Opts::new(
+            "armada_replication_index",
+            "Leader index: the last one available (role=leader) or applied (role=follower).",
+        ),
+        &["role", "table"],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    registry
+        .register(Box::new(index.clone()))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    match &node.follower {
+        None => {
+            for group in node.ctx.registry.groups().await {
+                index
+                    .with_label_values(&["leader", &group.table])
+                    .set(group.last_applied() as f64);
+            }
+        }
+        Some(f) => {
+            let leased = gauge(
+                "armada_replication_leased",
+                "1 if this node holds the table's replication lease.",
+            )?;
+            let lag = gauge(
+                "armada_replication_lag_entries",
+                "Leader log entries not yet applied here.",
+            )?;
+            let lag_seconds = gauge(
+                "armada_replication_lag_seconds",
+                "Seconds since the table was last caught up with the leader (0 while caught up).",
+            )?;
+            for (table, st) in f.status() {
+                let t = [table.as_str()];
+                index
+                    .with_label_values(&["follower", &table])
+                    .set(st.last_applied_index as f64);
+                leased
+                    .with_label_values(&t)
+                    .set(f64::from(u8::from(st.leased)));
+                lag.with_label_values(&t).set(st.lag_entries as f64);
+                lag_seconds.with_label_values(&t).set(st.lag_seconds);
+            }
+        }
     }
     let mut out = Vec::new();
     TextEncoder::new()

@@ -103,8 +103,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, ports: Ports, extra: &[&str]) -> Server {
+        Server::start_as("leader", data, ports, extra)
+    }
+
+    /// `armada <role>` (`leader` or `follower`) with the given ports.
+    pub fn start_as(role: &str, data: &Path, ports: Ports, extra: &[&str]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_armada"))
-            .args(["leader", "--data-dir"])
+            .args([role, "--data-dir"])
             .arg(data)
             .arg(format!("--api.address=http://127.0.0.1:{}", ports.api))
             .arg(format!("--rest.address=http://127.0.0.1:{}", ports.rest))

@@ -1,0 +1,290 @@
+//! Cross-cluster replication end to end: a leader cluster (`armada leader
+//! --replication.enabled`) and a follower cluster (`armada follower`), one
+//! real process each on loopback.
+//!
+//! Checked: after writes on the leader the follower holds identical keys,
+//! revisions and HashKV; tables created and deleted on the leader are
+//! created and deleted on the follower; a table re-created on the leader
+//! (new epoch) is resynced; a write through the follower is readable there
+//! as soon as it is acknowledged; the follower refuses table changes; with
+//! the leader gone the follower keeps serving reads and resumes when the
+//! leader is back; status and metrics report the workers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use armada::pb::armada::tables_client::TablesClient;
+use armada::pb::armada::{CreateTableRequest, DeleteTableRequest, ListTablesRequest};
+use armada::pb::etcdserverpb::kv_client::KvClient;
+use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use armada::pb::etcdserverpb::{
+    compare, request_op, Compare, DeleteRangeRequest, HashKvRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
+};
+use armada::pb::mvccpb::KeyValue;
+use common::{free_port, Ports, Server};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+struct Pair {
+    dir: tempfile::TempDir,
+    leader: Server,
+    leader_ports: (u16, u16), // (api, replication)
+    follower: Server,
+}
+
+fn start_leader(dir: &std::path::Path, api: u16, replication: u16) -> Server {
+    let mut ports = Ports::pick();
+    ports.api = api;
+    Server::start(
+        &dir.join("leader"),
+        ports,
+        &[
+            "--replication.enabled",
+            &format!("--replication.address=http://127.0.0.1:{replication}"),
+        ],
+    )
+}
+
+async fn start() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader = start_leader(dir.path(), api, replication);
+    leader.ready().await;
+    let follower = Server::start_as(
+        "follower",
+        &dir.path().join("follower"),
+        Ports::pick(),
+        &[
+            &format!("--replication.leader-address=127.0.0.1:{replication}"),
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=3s",
+        ],
+    );
+    follower.ready().await;
+    Pair {
+        dir,
+        leader,
+        leader_ports: (api, replication),
+        follower,
+    }
+}
+
+fn in_table<T>(table: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(armada::TABLE_HEADER, table.parse().unwrap());
+    r
+}
+
+async fn channel(server: &Server) -> Channel {
+    Channel::from_shared(server.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn put(ch: &Channel, table: &str, key: &str, value: &str) -> i64 {
+    let req = PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    };
+    let resp = KvClient::new(ch.clone())
+        .put(in_table(table, req))
+        .await
+        .unwrap();
+    resp.into_inner().header.unwrap().revision
+}
+
+/// (revision, every key-value) of `table`, serializable (local) read.
+async fn dump(ch: &Channel, table: &str) -> Result<(i64, Vec<KeyValue>), tonic::Status> {
+    let req = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        serializable: true,
+        ..Default::default()
+    };
+    let resp = KvClient::new(ch.clone())
+        .range(in_table(table, req))
+        .await?
+        .into_inner();
+    Ok((resp.header.unwrap().revision, resp.kvs))
+}
+
+async fn hash_kv(ch: &Channel, table: &str, revision: i64) -> u32 {
+    MaintenanceClient::new(ch.clone())
+        .hash_kv(in_table(table, HashKvRequest { revision }))
+        .await
+        .unwrap()
+        .into_inner()
+        .hash
+}
+
+/// Waits until the follower's copy of `table` equals the leader's.
+async fn wait_same(leader: &Channel, follower: &Channel, table: &str) -> i64 {
+    let want = dump(leader, table).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(got) = dump(follower, table).await {
+            if got == want {
+                assert_eq!(
+                    hash_kv(leader, table, want.0).await,
+                    hash_kv(follower, table, want.0).await
+                );
+                return want.0;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower never caught up on {table}: {:?}",
+            dump(follower, table).await.map(|d| d.0)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn tables(ch: &Channel) -> Vec<String> {
+    let list = TablesClient::new(ch.clone())
+        .list(ListTablesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    list.tables.into_iter().map(|t| t.name).collect()
+}
+
+async fn wait_tables(ch: &Channel, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tables(ch).await != want {
+        assert!(Instant::now() < deadline, "tables never became {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_mirrors_the_leader_cluster() {
+    let mut pair = start().await;
+    let leader = channel(&pair.leader).await;
+    let follower = channel(&pair.follower).await;
+
+    // Writes of every kind on the leader: identical data and revisions.
+    for i in 0..20 {
+        put(&leader, "default", &format!("k{i:02}"), &format!("v{i}")).await;
+    }
+    put(&leader, "default", "k03", "again").await;
+    KvClient::new(leader.clone())
+        .delete_range(DeleteRangeRequest {
+            key: b"k05".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Version as i32,
+            key: b"k03".to_vec(),
+            target_union: Some(compare::TargetUnion::Version(2)),
+            ..Default::default()
+        }],
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: b"txn".to_vec(),
+                value: b"yes".to_vec(),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![],
+    };
+    KvClient::new(leader.clone()).txn(txn).await.unwrap();
+    assert_eq!(wait_same(&leader, &follower, "default").await, 24);
+
+    // A write through the follower is there as soon as it is acknowledged.
+    let rev = put(&follower, "default", "via-follower", "ryw").await;
+    assert_eq!(rev, 25);
+    let (local_rev, kvs) = dump(&follower, "default").await.unwrap();
+    assert!(local_rev >= rev);
+    let kv = kvs.iter().find(|kv| kv.key == b"via-follower").unwrap();
+    assert_eq!((kv.mod_revision, kv.value.as_slice()), (rev, &b"ryw"[..]));
+    wait_same(&leader, &follower, "default").await;
+
+    // Table changes happen on the leader only, and are mirrored.
+    let refused = TablesClient::new(follower.clone())
+        .create(CreateTableRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    TablesClient::new(leader.clone())
+        .create(CreateTableRequest {
+            name: "users".into(),
+        })
+        .await
+        .unwrap();
+    put(&leader, "users", "alice", "1").await;
+    wait_tables(&follower, &["default", "users"]).await;
+    assert_eq!(wait_same(&leader, &follower, "users").await, 2);
+
+    // Re-created on the leader (a new epoch): the follower resyncs.
+    let tables_api = || TablesClient::new(leader.clone());
+    tables_api()
+        .delete(DeleteTableRequest {
+            name: "users".into(),
+        })
+        .await
+        .unwrap();
+    tables_api()
+        .create(CreateTableRequest {
+            name: "users".into(),
+        })
+        .await
+        .unwrap();
+    put(&leader, "users", "bob", "2").await;
+    put(&leader, "users", "carol", "3").await;
+    assert_eq!(wait_same(&leader, &follower, "users").await, 3);
+
+    // Deleted on the leader: gone on the follower.
+    tables_api()
+        .delete(DeleteTableRequest {
+            name: "users".into(),
+        })
+        .await
+        .unwrap();
+    wait_tables(&follower, &["default"]).await;
+
+    // Status and metrics.
+    let (code, body) = pair.follower.http_get("/replication/status").await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["role"], "follower");
+    assert_eq!(doc["tables"]["default"]["state"], "tailing", "{body}");
+    assert_eq!(doc["tables"]["default"]["leased"], true);
+    assert_eq!(doc["tables"]["default"]["lag_entries"], 0);
+    let (_, metrics) = pair.follower.http_get("/metrics").await;
+    assert!(metrics.contains("armada_replication_index{role=\"follower\",table=\"default\"}"));
+    assert!(metrics.contains("armada_replication_leased{table=\"default\"} 1"));
+
+    // The leader cluster disappears: reads go on, writes fail clearly, and
+    // replication resumes when it is back.
+    pair.leader.kill9();
+    let (rev_then, _) = dump(&follower, "default").await.unwrap();
+    assert_eq!(rev_then, 25);
+    let down = KvClient::new(follower.clone())
+        .put(PutRequest {
+            key: b"x".to_vec(),
+            value: b"y".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    let (api, replication) = pair.leader_ports;
+    pair.leader = start_leader(pair.dir.path(), api, replication);
+    let leader = pair.leader.ready().await;
+    put(&leader, "default", "after", "restart").await;
+    assert_eq!(wait_same(&leader, &follower, "default").await, 26);
+}
