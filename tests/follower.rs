@@ -23,7 +23,7 @@ use armada::pb::etcdserverpb::{
     RequestOp, TxnRequest,
 };
 use armada::pb::mvccpb::KeyValue;
-use common::{free_port, Ports, Server};
+use common::{free_port, Cluster, Ports, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -287,4 +287,77 @@ async fn follower_mirrors_the_leader_cluster() {
     let leader = pair.leader.ready().await;
     put(&leader, "default", "after", "restart").await;
     assert_eq!(wait_same(&leader, &follower, "default").await, 26);
+}
+
+/// The nodes of `cluster` whose status says they hold `table`'s lease.
+async fn lease_holders(cluster: &Cluster, table: &str) -> Vec<usize> {
+    let mut holders = Vec::new();
+    for id in cluster.up() {
+        let (_, body) = cluster.server(id).http_get("/replication/status").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if doc["tables"][table]["leased"] == true {
+            holders.push(id);
+        }
+    }
+    holders
+}
+
+/// Waits until exactly one running node holds `table`'s lease; returns it.
+async fn wait_one_holder(cluster: &Cluster, table: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let [one] = lease_holders(cluster, table).await[..] {
+            return one;
+        }
+        assert!(Instant::now() < deadline, "no single lease holder");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_lease_holder_hands_the_table_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader_node = start_leader(dir.path(), api, replication);
+    let leader = leader_node.ready().await;
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let mut followers = Cluster::start_as(
+        "follower",
+        3,
+        &[
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=2s",
+        ],
+    );
+    for i in 0..10 {
+        put(&leader, "default", &format!("a{i}"), "x").await;
+    }
+    let holder = wait_one_holder(&followers, "default").await;
+    for id in 1..=3 {
+        wait_same(&leader, &followers.channel(id).await, "default").await;
+    }
+
+    // A write through a node that does not hold the lease: read-your-writes
+    // still holds there, as the holder's batches reach every node by Raft.
+    let other = (1..=3).find(|id| *id != holder).unwrap();
+    let via = followers.channel(other).await;
+    let rev = put(&via, "default", "via-other", "1").await;
+    let (_, kvs) = dump(&via, "default").await.unwrap();
+    assert!(kvs
+        .iter()
+        .any(|kv| kv.key == b"via-other" && kv.mod_revision == rev));
+
+    followers.kill9(holder);
+    for i in 0..10 {
+        put(&leader, "default", &format!("b{i}"), "y").await;
+    }
+    let next = wait_one_holder(&followers, "default").await;
+    assert_ne!(next, holder);
+    for id in followers.up() {
+        wait_same(&leader, &followers.channel(id).await, "default").await;
+    }
+    followers.restart(holder);
+    wait_same(&leader, &followers.channel(holder).await, "default").await;
 }

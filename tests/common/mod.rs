@@ -194,6 +194,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     nodes: Vec<(Ports, Option<Server>)>,
     members: String,
+    /// `leader` or `follower`.
+    role: &'static str,
     extra: Vec<String>,
 }
 
@@ -208,6 +210,11 @@ pub const FAST_RAFT: [&str; 3] = [
 
 impl Cluster {
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_as("leader", n, extra)
+    }
+
+    /// A cluster of `armada <role>` nodes (`leader` or `follower`).
+    pub fn start_as(role: &'static str, n: usize, extra: &[&str]) -> Cluster {
         let ports: Vec<Ports> = (0..n).map(|_| Ports::pick()).collect();
         let members = ports
             .iter()
@@ -219,6 +226,7 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             nodes: ports.into_iter().map(|p| (p, None)).collect(),
             members,
+            role,
             extra: FAST_RAFT
                 .iter()
                 .chain(extra)
@@ -250,7 +258,7 @@ impl Cluster {
         ];
         args.extend(self.extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.nodes[id - 1].1 = Some(Server::start(&data, ports, &args));
+        self.nodes[id - 1].1 = Some(Server::start_as(self.role, &data, ports, &args));
     }
 
     pub fn kill9(&mut self, id: usize) {
