@@ -31,10 +31,21 @@ fn config(dir: &std::path::Path) -> GroupConfig {
     }
 }
 
+/// Opens the group; after a shutdown, openraft's tasks may still hold the
+/// LMDB environments for a moment, so `EnvAlreadyOpened` is waited out.
 async fn open(dir: &std::path::Path) -> std::sync::Arc<RaftGroup> {
-    let group = RaftGroup::open("t", "t.1", &config(dir), Peers::new())
-        .await
-        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let group = loop {
+        match RaftGroup::open("t", "t.1", &config(dir), Peers::new()).await {
+            Ok(group) => break group,
+            Err(armada::error::Error::Storage(heed::Error::EnvAlreadyOpened))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("opening the group: {e}"),
+        }
+    };
     group
         .wait_for_leader(Duration::from_secs(10))
         .await
