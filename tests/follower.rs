@@ -361,3 +361,65 @@ async fn killing_the_lease_holder_hands_the_table_over() {
     followers.restart(holder);
     wait_same(&leader, &followers.channel(holder).await, "default").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_behind_compaction_recover_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let mut ports = Ports::pick();
+    ports.api = api;
+    let leader_node = Server::start(
+        &dir.path().join("leader"),
+        ports,
+        &[
+            "--replication.enabled",
+            &format!("--replication.address=http://127.0.0.1:{replication}"),
+            "--raft.snapshot-entries=20",
+            "--raft.compaction-overhead=5",
+        ],
+    );
+    let leader = leader_node.ready().await;
+    for i in 0..100 {
+        put(&leader, "default", &format!("old{i:03}"), &"x".repeat(100)).await;
+    }
+    // A new 3-node follower cluster: the leader's log no longer starts at 1.
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let mut followers = Cluster::start_as(
+        "follower",
+        3,
+        &[
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=2s",
+        ],
+    );
+    for id in 1..=3 {
+        assert_eq!(
+            wait_same(&leader, &followers.channel(id).await, "default").await,
+            101
+        );
+    }
+    // Then it tails the log again.
+    put(&leader, "default", "tail", "1").await;
+    for id in 1..=3 {
+        wait_same(&leader, &followers.channel(id).await, "default").await;
+    }
+
+    // The whole follower cluster offline while the leader compacts past it.
+    for id in 1..=3 {
+        followers.kill9(id);
+    }
+    for i in 0..100 {
+        put(&leader, "default", &format!("new{i:03}"), "y").await;
+    }
+    for id in 1..=3 {
+        followers.restart(id);
+    }
+    for id in 1..=3 {
+        assert_eq!(
+            wait_same(&leader, &followers.channel(id).await, "default").await,
+            202
+        );
+    }
+}

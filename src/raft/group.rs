@@ -9,7 +9,7 @@
 //!   ReadIndex (confirmed by a quorum heartbeat), on any member.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Exported, Shared, StateMachine};
-use super::{blocking, NodeId, Raft};
+use super::{blocking, LogId, NodeId, Raft, StoredMembership};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
 use crate::kv::MvccRead;
@@ -124,17 +124,22 @@ pub struct RaftGroup {
     proposer: Proposer,
     sm: Arc<Shared>,
     log: Arc<LogDb>,
+    /// Opened without `initialize` for a group another node seeded: its
+    /// state machine is empty until the seed's snapshot is installed.
+    awaits_seed: bool,
 }
 
 impl RaftGroup {
     /// Opens the group's storage and starts its Raft node. A brand-new group
-    /// is initialized with the cluster's initial members as voters; every
+    /// is initialized with the cluster's initial members as voters (unless
+    /// `initialize` is false: another node seeded it, see [`Self::seed`]); every
     /// member does so with the same set, which openraft allows.
     pub async fn open(
         table: &str,
         group_id: &str,
         cfg: &GroupConfig,
         peers: Arc<Peers>,
+        initialize: bool,
     ) -> Result<Arc<RaftGroup>> {
         let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
         let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
@@ -200,7 +205,8 @@ impl RaftGroup {
                 raft.runtime_config().elect(true);
             });
         }
-        if !restarted {
+        // A group seeded on another node (see `seed`) waits for it instead.
+        if !restarted && initialize {
             let members = if cfg.members.is_empty() {
                 BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
             } else {
@@ -219,7 +225,34 @@ impl RaftGroup {
             raft,
             sm: shared,
             log,
+            awaits_seed: !restarted && !initialize,
         }))
+    }
+
+    /// Prepares the storage of a new group whose initial state is `file`,
+    /// an LMDB copy of a leader cluster's table (a follower cluster's
+    /// recovery). Only the seeding node does this; the group is then
+    /// opened on every node without `initialize`: the seed holds the
+    /// membership and a Raft snapshot at log index 0 with the log purged
+    /// through it, so it is the only node that can campaign and every peer
+    /// gets the state by installing that snapshot.
+    pub async fn seed(cfg: &GroupConfig, file: &Path, replicated: (u64, u64)) -> Result<()> {
+        let members = if cfg.members.is_empty() {
+            BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
+        } else {
+            cfg.members.clone()
+        };
+        let voters = members.keys().copied().collect();
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), 0);
+        let membership = StoredMembership::new(
+            Some(log_id),
+            openraft::Membership::new(vec![voters], members),
+        );
+        let log = LogDb::open(&cfg.wal_dir, cfg.map_size)?;
+        LogStore::seed_purged(&log, log_id)?;
+        let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
+        let mut sm = StateMachine::open(db, &cfg.snapshot_dir)?;
+        sm.seed(file, log_id, membership, replicated).await
     }
 
     /// Waits until the group has a raft leader, up to `timeout`.
@@ -564,6 +597,13 @@ impl RaftGroup {
         linearizable: bool,
         f: impl FnOnce(&Reader<'_>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        // Never serve the empty state of a seeded group before its snapshot.
+        if self.awaits_seed && self.raft.metrics().borrow().last_applied.is_none() {
+            return Err(Error::Raft(format!(
+                "table {:?} is being recovered: waiting for its snapshot",
+                self.table
+            )));
+        }
         if linearizable {
             // Asking for a read index has no effect, so any failure may be
             // retried with the next leader.

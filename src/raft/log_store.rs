@@ -26,6 +26,13 @@ impl LogStore {
         LogStore { db }
     }
 
+    /// Marks an empty log as purged through `log_id`, for a group seeded
+    /// with a snapshot at that id: peers that need anything up to it get the
+    /// snapshot.
+    pub fn seed_purged(db: &LogDb, log_id: LogId) -> crate::error::Result<()> {
+        db.put_state(LAST_PURGED, &bincode::serialize(&Some(log_id))?)
+    }
+
     async fn get_state<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         name: &'static str,

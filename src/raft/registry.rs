@@ -37,6 +37,38 @@ use crate::storage::mvcc::Reader;
 pub const META_GROUP: &str = ".meta";
 const TABLES: &str = "tables/";
 const MEMBERS: &str = "members/";
+/// A table's incarnation as the catalogue records it: `"<epoch>"`, or
+/// `"<epoch> seed=<node>"` for one seeded from a snapshot on that node
+/// (a follower cluster's recovery), which the other nodes must not
+/// initialize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Incarnation {
+    epoch: u64,
+    seed: Option<NodeId>,
+}
+
+impl Incarnation {
+    fn parse(s: &str) -> Option<Incarnation> {
+        let (epoch, seed) = match s.split_once(" seed=") {
+            Some((e, n)) => (e, Some(n.parse().ok()?)),
+            None => (s, None),
+        };
+        Some(Incarnation {
+            epoch: epoch.parse().ok()?,
+            seed,
+        })
+    }
+}
+
+impl std::fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seed {
+            Some(n) => write!(f, "{} seed={n}", self.epoch),
+            None => write!(f, "{}", self.epoch),
+        }
+    }
+}
+
 /// Follower clusters: which node replicates a table, until when.
 const LEASES: &str = "leases/";
 
@@ -148,6 +180,7 @@ impl Registry {
             META_GROUP,
             &Self::group_config(&cfg, META_GROUP),
             peers.clone(),
+            true,
         )
         .await?;
         let registry = Arc::new(Registry {
@@ -200,18 +233,18 @@ impl Registry {
         self.cfg.group.node_id
     }
 
-    /// The tables in the metadata group's local state.
-    async fn catalogue(&self, linearizable: bool) -> Result<BTreeMap<String, u64>> {
+    /// The tables in the metadata group's local state: name -> incarnation.
+    async fn catalogue(&self, linearizable: bool) -> Result<BTreeMap<String, Incarnation>> {
         self.meta
             .read(linearizable, |r| {
                 let mut out = BTreeMap::new();
                 for kv in scan_prefix(r, TABLES)? {
                     let name = String::from_utf8_lossy(&kv.key[TABLES.len()..]).into_owned();
-                    let epoch = std::str::from_utf8(&kv.value)
+                    let inc = std::str::from_utf8(&kv.value)
                         .ok()
-                        .and_then(|s| s.parse().ok())
+                        .and_then(Incarnation::parse)
                         .ok_or_else(|| Error::Corrupt(format!("epoch of table {name:?}")))?;
-                    out.insert(name, epoch);
+                    out.insert(name, inc);
                 }
                 Ok(out)
             })
@@ -221,7 +254,10 @@ impl Registry {
     /// Starts and stops table groups to match the catalogue.
     pub async fn reconcile(&self) -> Result<()> {
         let _one = self.reconciling.lock().await;
-        let want = self.catalogue(false).await?;
+        let catalogue = self.catalogue(false).await?;
+        let want: BTreeMap<String, u64> = (catalogue.iter())
+            .map(|(n, inc)| (n.clone(), inc.epoch))
+            .collect();
         let running: Vec<(String, u64)> = self
             .groups
             .read()
@@ -249,6 +285,7 @@ impl Registry {
                 &dir,
                 &Self::group_config(&self.cfg, &dir),
                 self.peers.clone(),
+                catalogue[name].seed.is_none(),
             )
             .await?;
             self.groups
@@ -322,7 +359,52 @@ impl Registry {
 
     /// The cluster's tables (a linearizable read of the metadata group).
     pub async fn list(&self) -> Result<Vec<(String, u64)>> {
-        Ok(self.catalogue(true).await?.into_iter().collect())
+        let catalogue = self.catalogue(true).await?;
+        Ok(catalogue.into_iter().map(|(n, i)| (n, i.epoch)).collect())
+    }
+
+    /// The group settings of incarnation `epoch` of table `name` on this node.
+    pub fn table_config(&self, name: &str, epoch: u64) -> GroupConfig {
+        Self::group_config(&self.cfg, &format!("{name}.{epoch}"))
+    }
+
+    /// Swaps table `name` from incarnation `old` to `new`, which this node
+    /// has seeded (`RaftGroup::seed`): every node then stops the old group
+    /// and opens the new one, which this node's snapshot fills. Returns
+    /// false if the table is no longer at `old`.
+    pub async fn swap_to_seeded(&self, name: &str, old: u64, new: u64) -> Result<bool> {
+        let key = format!("{TABLES}{name}");
+        let current = self.catalogue(true).await?.remove(name);
+        let Some(current) = current.filter(|c| c.epoch == old) else {
+            return Ok(false);
+        };
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Value as i32,
+                key: key.clone().into_bytes(),
+                target_union: Some(compare::TargetUnion::Value(
+                    current.to_string().into_bytes(),
+                )),
+                ..Default::default()
+            }],
+            success: vec![put_op(
+                key,
+                Incarnation {
+                    epoch: new,
+                    seed: Some(self.node_id()),
+                }
+                .to_string()
+                .into_bytes(),
+            )],
+            failure: vec![],
+        };
+        if !succeeded(self.meta.write(Command::Txn(txn)).await?) {
+            return Ok(false);
+        }
+        self.catalogue(true).await?; // applied here
+        self.reconcile().await?;
+        Ok(true)
     }
 
     /// The running table groups of this node.

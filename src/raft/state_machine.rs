@@ -86,6 +86,35 @@ impl StateMachine {
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }
+
+    /// Makes `file` (an LMDB copy from a leader cluster) this state
+    /// machine's content, applied through `log_id` with `membership`, and
+    /// holding `replicated` (leader index, leader epoch); then builds the
+    /// Raft snapshot of it, which peers of a seeded group install.
+    pub async fn seed(
+        &mut self,
+        file: &Path,
+        log_id: LogId,
+        membership: StoredMembership,
+        replicated: (u64, u64),
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        let file = file.to_path_buf();
+        blocking(move || {
+            shared.db.load_from(&file)?;
+            // The copy carries the leader cluster's own Raft state: replace it.
+            shared.db.write(|w| {
+                w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(log_id))?)?;
+                w.put_meta(MEMBERSHIP, &bincode::serialize(&membership)?)?;
+                w.put_meta(LEADER_INDEX, &bincode::serialize(&replicated)?)
+            })
+        })
+        .await?;
+        self.build_snapshot()
+            .await
+            .map_err(|e| Error::Raft(format!("building the seed snapshot: {e}")))?;
+        Ok(())
+    }
 }
 
 /// A consistent copy of a table's state, for a follower cluster.

@@ -13,15 +13,19 @@
 //!   message's entries as one [`Replicated`] batch, and on any failure backs
 //!   off for `--replication.poll-interval` and resumes from the leader index
 //!   the table holds (replays are harmless: applying is idempotent).
-//! - `EPOCH_CHANGED` (the table was re-created on the leader) resyncs: the
-//!   local table is deleted and re-created, then tailed from index 1.
-//!   `USE_SNAPSHOT` (the leader compacted past this follower) is reported
-//!   and retried: snapshot recovery is not built yet.
+//! - `USE_SNAPSHOT` (the leader compacted its log past this follower, or a
+//!   new follower of a leader with history) and `EPOCH_CHANGED` (the table
+//!   was re-created on the leader) recover from `Snapshot.Stream`: the
+//!   snapshot is received into a file (checksums verified), seeds a new
+//!   local incarnation of the table (the recovery shard, see
+//!   `RaftGroup::seed`), and the metadata group swaps the table over to it
+//!   atomically; until then reads are served from the old incarnation.
 //!
 //! Invariant: nothing but a worker writes into a follower cluster's tables,
 //! and only in leader-index order, so revisions equal the leader's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +40,12 @@ use crate::kv::command::{Applied, Command, Replicated, ReplicatedEntry};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::replication::log_client::LogClient;
 use crate::pb::replication::metadata_client::MetadataClient;
-use crate::pb::replication::{MetadataRequest, ReplicateRequest, ReplicateResponse, Signal};
+use crate::pb::replication::snapshot_client::SnapshotClient;
+use crate::pb::replication::{
+    MetadataRequest, ReplicateRequest, ReplicateResponse, Signal, SnapshotChunk, SnapshotHeader,
+    SnapshotRequest,
+};
+use crate::raft::group::RaftGroup;
 use crate::raft::registry::Registry;
 use crate::raft::NodeId;
 
@@ -99,6 +108,10 @@ pub struct Follower {
     registry: Arc<Registry>,
     node_id: NodeId,
     leader: Channel,
+    /// `--replication.max-recovery-in-flight` snapshot recoveries at once.
+    recoveries: tokio::sync::Semaphore,
+    /// Where snapshots are received before they seed a table.
+    scratch_dir: PathBuf,
     status: Mutex<BTreeMap<String, TableStatus>>,
     workers: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
 }
@@ -118,7 +131,11 @@ enum Ended {
 }
 
 impl Follower {
-    pub fn new(cfg: FollowerConfig, registry: Arc<Registry>) -> Result<Arc<Follower>> {
+    pub fn new(
+        cfg: FollowerConfig,
+        registry: Arc<Registry>,
+        scratch_dir: PathBuf,
+    ) -> Result<Arc<Follower>> {
         let address = if cfg.leader_address.contains("://") {
             cfg.leader_address.clone()
         } else {
@@ -134,6 +151,8 @@ impl Follower {
             .connect_lazy();
         Ok(Arc::new(Follower {
             node_id: registry.node_id(),
+            recoveries: tokio::sync::Semaphore::new(cfg.max_recovery_in_flight.max(1)),
+            scratch_dir,
             cfg,
             registry,
             leader,
@@ -321,20 +340,18 @@ impl Follower {
             if signal == Signal::EpochChanged || stale_epoch {
                 tracing::warn!(
                     table,
-                    "replication: the table was re-created on the leader cluster; resyncing"
+                    "replication: the table was re-created on the leader cluster; recovering"
                 );
-                self.update(table, |s| s.state = WorkerState::Recovering);
-                self.registry.delete(table).await?;
-                self.registry.create(table).await?;
-                return Ok(Ended::Resynced);
+                return self.recover(table).await;
             }
             match signal {
                 Signal::UseSnapshot => {
-                    return Err(Error::Internal(format!(
-                        "the leader cluster compacted its log past leader index {}; \
-                         recovery from Snapshot.Stream is not implemented yet",
-                        group.replicated()?.0
-                    )))
+                    tracing::info!(
+                        table,
+                        held = group.replicated()?.0,
+                        "replication: the leader compacted its log past this follower; recovering"
+                    );
+                    return self.recover(table).await;
                 }
                 Signal::LeaderBehind => {
                     return Err(Error::Internal(format!(
@@ -397,6 +414,72 @@ impl Follower {
         }
     }
 
+    /// Replaces the local table with a snapshot of the leader's: streams
+    /// `Snapshot.Stream` into a file (checksums verified, rate-limited,
+    /// bounded by the snapshot RPC timeout), seeds a new local incarnation
+    /// from it, and swaps the table over to it in the metadata group. Until
+    /// the swap, reads keep hitting the old incarnation; a bad or truncated
+    /// snapshot leaves it untouched.
+    async fn recover(&self, table: &str) -> Result<Ended> {
+        let _slot = self
+            .recoveries
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("recovery slots closed".into()))?;
+        self.update(table, |s| s.state = WorkerState::Recovering);
+        let (old_epoch, _) = self.registry.get_with_epoch(table).await?;
+        std::fs::create_dir_all(&self.scratch_dir)?;
+        let file = (self.scratch_dir).join(format!("recv-{table}-{}.mdb", unix_ms()));
+        let _cleanup = RemoveOnDrop(file.clone());
+        let mut client =
+            SnapshotClient::new(self.leader.clone()).max_decoding_message_size(usize::MAX);
+        let download = async {
+            let stream = client
+                .stream(SnapshotRequest {
+                    table: table.to_string(),
+                })
+                .await
+                .map_err(|s| Error::Internal(format!("Snapshot.Stream: {s}")))?
+                .into_inner();
+            receive_snapshot(stream, &file, self.cfg.max_snapshot_recv_bytes_per_second).await
+        };
+        let header = tokio::time::timeout(self.cfg.snapshot_rpc_timeout, download)
+            .await
+            .map_err(|_| Error::Internal("Snapshot.Stream: timed out".into()))??;
+        if header.table != table {
+            return Err(Error::Corrupt(format!(
+                "snapshot of table {:?} received for {table:?}",
+                header.table
+            )));
+        }
+        let new_epoch = (SystemTime::now().duration_since(UNIX_EPOCH))
+            .map_or(1, |d| d.as_nanos() as u64)
+            .max(old_epoch + 1);
+        let cfg = self.registry.table_config(table, new_epoch);
+        RaftGroup::seed(&cfg, &file, (header.leader_index, header.epoch)).await?;
+        if !self
+            .registry
+            .swap_to_seeded(table, old_epoch, new_epoch)
+            .await?
+        {
+            return Err(Error::Internal(format!(
+                "table {table:?} changed while recovering; retrying"
+            )));
+        }
+        tracing::info!(
+            table,
+            leader_index = header.leader_index,
+            revision = header.revision,
+            bytes = header.size,
+            "replication: recovered from the leader's snapshot"
+        );
+        self.update(table, |s| {
+            s.epoch = header.epoch;
+            s.last_applied_index = header.leader_index;
+        });
+        Ok(Ended::Resynced)
+    }
+
     /// A client's write on the leader cluster's `table` (etcd errors
     /// unchanged); the caller waits for it to be replicated back.
     pub async fn forward_write(&self, table: &str, cmd: Command) -> Result<Applied, Status> {
@@ -414,6 +497,73 @@ impl Follower {
     }
 }
 
+/// A file removed when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes a `Snapshot.Stream` to `path` and returns its header, after
+/// checking the order of the messages, every chunk's CRC-32, and the
+/// trailer's size and whole-file CRC-32; syncs the file. Any mismatch, or
+/// a stream that ends early, is an error. `bytes_per_second` (0: no limit)
+/// paces the reception.
+pub async fn receive_snapshot<S>(
+    mut stream: S,
+    path: &Path,
+    bytes_per_second: u64,
+) -> Result<SnapshotHeader>
+where
+    S: futures::Stream<Item = std::result::Result<SnapshotChunk, Status>> + Unpin,
+{
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let next = |m: Option<std::result::Result<SnapshotChunk, Status>>| match m {
+        Some(Ok(c)) => Ok(c),
+        Some(Err(s)) => Err(Error::Internal(format!("Snapshot.Stream: {s}"))),
+        None => Err(Error::Corrupt(
+            "snapshot stream ended before its trailer".into(),
+        )),
+    };
+    let header = next(stream.next().await)?
+        .header
+        .ok_or_else(|| Error::Corrupt("snapshot stream does not start with a header".into()))?;
+    let mut out = tokio::fs::File::create(path).await?;
+    let mut whole = crc32fast::Hasher::new();
+    let (mut bytes, start) = (0u64, Instant::now());
+    let trailer = loop {
+        let chunk = next(stream.next().await)?;
+        if let Some(trailer) = chunk.trailer {
+            break trailer;
+        }
+        if chunk.header.is_some() || crc32fast::hash(&chunk.data) != chunk.crc32 {
+            return Err(Error::Corrupt(format!(
+                "snapshot chunk at byte {bytes} is corrupt (checksum mismatch)"
+            )));
+        }
+        whole.update(&chunk.data);
+        out.write_all(&chunk.data).await?;
+        bytes += chunk.data.len() as u64;
+        if bytes_per_second > 0 {
+            let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    };
+    if trailer.size != bytes || header.size != bytes || trailer.crc32 != whole.finalize() {
+        return Err(Error::Corrupt(format!(
+            "snapshot is truncated or corrupt: {bytes} bytes received, {} announced",
+            trailer.size
+        )));
+    }
+    out.sync_all().await?;
+    Ok(header)
+}
+
 /// A request for the leader cluster's `table`.
 fn with_table<M>(table: &str, message: M) -> Request<M> {
     let mut request = Request::new(message);
@@ -421,4 +571,68 @@ fn with_table<M>(table: &str, message: M) -> Request<M> {
         request.metadata_mut().insert(crate::TABLE_HEADER, v);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::replication::SnapshotTrailer;
+
+    fn header(size: u64) -> SnapshotChunk {
+        SnapshotChunk {
+            header: Some(SnapshotHeader {
+                table: "t".into(),
+                size,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn data(bytes: &[u8]) -> SnapshotChunk {
+        SnapshotChunk {
+            data: bytes.to_vec(),
+            crc32: crc32fast::hash(bytes),
+            ..Default::default()
+        }
+    }
+
+    fn trailer(whole: &[u8]) -> SnapshotChunk {
+        SnapshotChunk {
+            trailer: Some(SnapshotTrailer {
+                size: whole.len() as u64,
+                crc32: crc32fast::hash(whole),
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn receive(chunks: Vec<SnapshotChunk>) -> Result<SnapshotHeader> {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = futures::stream::iter(chunks.into_iter().map(Ok));
+        receive_snapshot(stream, &dir.path().join("s.mdb"), 0).await
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_verified_before_use() {
+        let ok = vec![header(6), data(b"abc"), data(b"def"), trailer(b"abcdef")];
+        assert_eq!(receive(ok).await.unwrap().size, 6);
+
+        let mut flipped = data(b"abc");
+        flipped.data[0] ^= 1;
+        let corrupt = vec![header(6), flipped, data(b"def"), trailer(b"abcdef")];
+        let e = receive(corrupt).await.unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+
+        let truncated = vec![header(6), data(b"abc")];
+        let e = receive(truncated).await.unwrap_err().to_string();
+        assert!(e.contains("ended before its trailer"), "{e}");
+
+        let short = vec![header(6), data(b"abc"), trailer(b"abcdef")];
+        let e = receive(short).await.unwrap_err().to_string();
+        assert!(e.contains("truncated or corrupt"), "{e}");
+
+        let headless = vec![data(b"abc"), trailer(b"abc")];
+        assert!(receive(headless).await.is_err());
+    }
 }

@@ -96,7 +96,11 @@ pub async fn serve(
 ) -> Result<()> {
     let registry = Registry::open(cfg.registry.clone()).await?;
     let follower = match &cfg.follow {
-        Some(f) => Some(Follower::new(f.clone(), registry.clone())?),
+        Some(f) => Some(Follower::new(
+            f.clone(),
+            registry.clone(),
+            cfg.registry.node_host_dir.join("replication"),
+        )?),
         None => None,
     };
     let group = cfg.group();
