@@ -72,3 +72,23 @@ for run in $(seq "$RUNS"); do
     "$LAG" --leader "http://127.0.0.1:$LAPI" --follower "http://127.0.0.1:$FAPI" \
         --replication "http://127.0.0.1:$LREPL" --snapshot-only | grep '^#'
 done
+
+# Bootstrap: a new follower of a leader whose log is compacted recovers from
+# Snapshot.Stream; time from its start to holding the leader's revision.
+rev() { etcdctl --endpoints "$1" endpoint status -w json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])' 2>/dev/null || echo 0; }
+target=$(rev "http://127.0.0.1:$LAPI")
+for run in $(seq "$RUNS"); do
+    BAPI=$(port); BREST=$(port); BRAFT=$(port)
+    start=$(date +%s.%N)
+    "$ARMADA" follower --data-dir "$DIR/boot$run" --api.address "http://127.0.0.1:$BAPI" \
+        --rest.address "http://127.0.0.1:$BREST" --raft.address "127.0.0.1:$BRAFT" \
+        --replication.leader-address "127.0.0.1:$LREPL" >"$DIR/boot$run.log" 2>&1 &
+    pid=$!
+    PIDS+=($pid)
+    until [[ $(rev "http://127.0.0.1:$BAPI") -ge $target ]]; do sleep 0.05; done
+    end=$(date +%s.%N)
+    bytes=$(du -sb "$DIR/boot$run/state-machine" | cut -f1)
+    python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); b=int(sys.argv[3]); print(f'# bootstrap of a new follower by snapshot: revision {sys.argv[4]}, {b/1e6:.1f} MB state in {s:.2f} s: {b/1e6/s:.1f} MB/s (incl. process start)')" "$start" "$end" "$bytes" "$target"
+    kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+done
