@@ -338,6 +338,13 @@ async fn killing_the_lease_holder_hands_the_table_over() {
     for id in 1..=3 {
         wait_same(&leader, &followers.channel(id).await, "default").await;
     }
+    // Idle for longer than the lease (the leader's stream says nothing for
+    // seconds): the holder keeps renewing, nobody else takes over.
+    let observe_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < observe_until {
+        assert_eq!(lease_holders(&followers, "default").await, [holder]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A write through a node that does not hold the lease: read-your-writes
     // still holds there, as the holder's batches reach every node by Raft.

@@ -311,9 +311,25 @@ impl Follower {
             Err(_) => return Err(Error::Internal("Log.Replicate: timed out".into())),
         };
         let mut renewed = Instant::now();
+        let mut heard = Instant::now();
         let mut caught_up_at = Instant::now();
         loop {
-            if renewed.elapsed() >= self.cfg.lease_interval / 3 {
+            // Renew the lease on time even while the stream is idle (the
+            // leader may send nothing for seconds), or another node would
+            // take the table over while this one still tails it.
+            let renew_at = renewed + self.cfg.lease_interval / 3;
+            let silent_until = heard + self.cfg.log_rpc_timeout;
+            let next = tokio::select! {
+                m = stream.message() => Some(m),
+                _ = tokio::time::sleep_until(renew_at.min(silent_until).into()) => None,
+            };
+            let Some(next) = next else {
+                if Instant::now() >= silent_until {
+                    return Err(Error::Internal(format!(
+                        "Log.Replicate: nothing from the leader for {:?}",
+                        self.cfg.log_rpc_timeout
+                    )));
+                }
                 if !self
                     .registry
                     .acquire_lease(table, self.node_id, self.cfg.lease_interval)
@@ -322,18 +338,13 @@ impl Follower {
                     return Ok(Ended::LostLease);
                 }
                 renewed = Instant::now();
-            }
-            let next = tokio::time::timeout(self.cfg.log_rpc_timeout, stream.message()).await;
+                continue;
+            };
+            heard = Instant::now();
             let msg: ReplicateResponse = match next {
-                Ok(Ok(Some(msg))) => msg,
-                Ok(Ok(None)) => return Err(Error::Internal("Log.Replicate stream ended".into())),
-                Ok(Err(status)) => return Err(Error::Internal(format!("Log.Replicate: {status}"))),
-                Err(_) => {
-                    return Err(Error::Internal(format!(
-                        "Log.Replicate: nothing from the leader for {:?}",
-                        self.cfg.log_rpc_timeout
-                    )))
-                }
+                Ok(Some(msg)) => msg,
+                Ok(None) => return Err(Error::Internal("Log.Replicate stream ended".into())),
+                Err(status) => return Err(Error::Internal(format!("Log.Replicate: {status}"))),
             };
             let signal = Signal::try_from(msg.signal).unwrap_or(Signal::None);
             let stale_epoch = held > 0 && msg.epoch != 0 && msg.epoch != epoch;
