@@ -23,6 +23,8 @@ use armada::pb::etcdserverpb::{
     RequestOp, TxnRequest,
 };
 use armada::pb::mvccpb::KeyValue;
+use armada::pb::replication::replication_client::ReplicationClient;
+use armada::pb::replication::ReplicationStatusRequest;
 use common::{free_port, Cluster, Ports, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -264,6 +266,22 @@ async fn follower_mirrors_the_leader_cluster() {
     assert_eq!(doc["tables"]["default"]["state"], "tailing", "{body}");
     assert_eq!(doc["tables"]["default"]["leased"], true);
     assert_eq!(doc["tables"]["default"]["lag_entries"], 0);
+    let grpc = ReplicationClient::new(follower.clone())
+        .status(ReplicationStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.role, "follower");
+    let default = grpc.tables.iter().find(|t| t.table == "default").unwrap();
+    assert_eq!((default.state.as_str(), default.leased), ("tailing", true));
+    assert_eq!(default.last_applied_index, default.last_available_index);
+    let on_leader = ReplicationClient::new(leader.clone())
+        .status(ReplicationStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(on_leader.role, "leader");
+    assert!(on_leader.tables[0].last_available_index >= default.last_applied_index);
     let (_, metrics) = pair.follower.http_get("/metrics").await;
     assert!(metrics.contains("armada_replication_index{role=\"follower\",table=\"default\"}"));
     assert!(metrics.contains("armada_replication_leased{table=\"default\"} 1"));

@@ -7,7 +7,9 @@
 //! - [`leader`]: the leader cluster's `Metadata`, `Log` and `Snapshot`
 //!   services, answered by any node from its applied state;
 //! - [`follower`]: a follower cluster's table mirroring, per-table workers
-//!   under a lease, and write forwarding to the leader cluster.
+//!   under a lease, snapshot recovery, and write forwarding to the leader
+//!   cluster;
+//! - [`status`]: the per-table replication state over gRPC.
 //!
 //! Invariant: a leader index is the leader cluster's Raft log index of the
 //! entry that carried a command, and only applied (so committed) entries are
@@ -16,4 +18,5 @@
 
 pub mod follower;
 pub mod leader;
+pub mod status;
 pub mod wire;

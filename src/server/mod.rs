@@ -29,6 +29,7 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::raft::raft_server::RaftServer;
 use crate::pb::replication::log_server::LogServer;
 use crate::pb::replication::metadata_server::MetadataServer;
+use crate::pb::replication::replication_server::ReplicationServer;
 use crate::pb::replication::snapshot_server::SnapshotServer;
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
@@ -36,6 +37,7 @@ use crate::raft::transport::RaftService;
 use crate::raft::NodeId;
 use crate::replication::follower::{Follower, FollowerConfig};
 use crate::replication::leader::LeaderService;
+use crate::replication::status::StatusService;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -203,6 +205,10 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
         )
         .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
+        .add_service(ReplicationServer::new(StatusService {
+            registry: registry.clone(),
+            follower: follower.clone(),
+        }))
         .serve_with_incoming_shutdown(
             api_incoming(cfg.api_listen).await?,
             wait_stop(stop_rx.clone()),

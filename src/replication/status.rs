@@ -1,0 +1,69 @@
+//! `armada.replication.v1.Replication/Status`: the replication state of
+//! this node per table, the gRPC twin of REST's `/replication/status`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::follower::Follower;
+use crate::pb::replication::replication_server::Replication;
+use crate::pb::replication::{
+    ReplicationStatusRequest, ReplicationStatusResponse, TableReplicationStatus,
+};
+use crate::raft::registry::Registry;
+
+pub struct StatusService {
+    pub registry: Arc<Registry>,
+    /// Set on a follower cluster's node.
+    pub follower: Option<Arc<Follower>>,
+}
+
+#[tonic::async_trait]
+impl Replication for StatusService {
+    async fn status(
+        &self,
+        _request: Request<ReplicationStatusRequest>,
+    ) -> Result<Response<ReplicationStatusResponse>, Status> {
+        let (role, tables) = match &self.follower {
+            Some(f) => {
+                let tables = (f.status().into_iter())
+                    .map(|(table, s)| TableReplicationStatus {
+                        table,
+                        state: serde_json::to_value(s.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        leased: s.leased,
+                        epoch: s.epoch,
+                        last_applied_index: s.last_applied_index,
+                        last_available_index: s.last_available_index,
+                        lag_entries: s.lag_entries,
+                        lag_seconds: s.lag_seconds,
+                        total_requests: s.total_requests,
+                        total_events: s.total_events,
+                        failed_connects: s.failed_connects,
+                        last_error: s.last_error.unwrap_or_default(),
+                        last_error_time_ms: s.last_error_time_ms.unwrap_or(0),
+                        last_successful_poll_ms: s.last_successful_poll_ms.unwrap_or(0),
+                    })
+                    .collect();
+                ("follower", tables)
+            }
+            None => {
+                let mut tables: Vec<_> = (self.registry.groups().await.into_iter())
+                    .map(|g| TableReplicationStatus {
+                        table: g.table.clone(),
+                        last_available_index: g.last_applied(),
+                        ..Default::default()
+                    })
+                    .collect();
+                tables.sort_by(|a, b| a.table.cmp(&b.table));
+                ("leader", tables)
+            }
+        };
+        Ok(Response::new(ReplicationStatusResponse {
+            role: role.into(),
+            tables,
+        }))
+    }
+}
