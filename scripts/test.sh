@@ -2,8 +2,8 @@
 # Runs every test of the project. Installs what the tests need when it is
 # missing: protoc (for the etcd-client crate's build script) and Debian's
 # etcd 3.4.23 server and etcdctl (the reference the compat suite compares
-# against), and iproute2 (`ip`: the partition test builds network namespaces,
-# which needs root).
+# against), iproute2 (`ip`: the partition test builds network namespaces,
+# which needs root) and openssl (the mTLS test makes its certificates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v ip >/dev/null || need+=(iproute2)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::RegistryConfig;
 use crate::replication::follower::FollowerConfig;
-use crate::server::{NodeConfig, ReplicationServe};
+use crate::server::{NodeConfig, ReplicationServe, TlsFiles};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -245,19 +245,21 @@ pub struct LeaderArgs {
         default_value_t = 4194304
     )]
     pub replication_max_send_message_size_bytes: u64,
-    /// Replication server certificate (mTLS).
+    /// Replication TLS certificate: the server's on a leader, the client's
+    /// on a follower (mTLS).
     #[arg(
         long = "replication.cert-filename",
         env = "ARMADA_REPLICATION_CERT_FILENAME"
     )]
     pub replication_cert_filename: Option<PathBuf>,
-    /// Replication server private key (mTLS).
+    /// Private key of --replication.cert-filename.
     #[arg(
         long = "replication.key-filename",
         env = "ARMADA_REPLICATION_KEY_FILENAME"
     )]
     pub replication_key_filename: Option<PathBuf>,
-    /// CA of replication clients (mTLS).
+    /// CA that signs the other side's certificate: on a leader, clients
+    /// must present one (mTLS); on a follower, the leader's is checked.
     #[arg(
         long = "replication.ca-filename",
         env = "ARMADA_REPLICATION_CA_FILENAME"
@@ -328,6 +330,7 @@ impl FollowerArgs {
         }
         cfg.follow = Some(FollowerConfig {
             leader_address: self.leader_address.clone(),
+            tls: self.node.replication_tls()?,
             poll_interval: self.poll_interval,
             reconcile_interval: self.reconcile_interval,
             lease_interval: self.lease_interval,
@@ -415,6 +418,34 @@ pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
 }
 
 impl LeaderArgs {
+    /// The `--replication.{cert,key,ca}-filename` files, read: the
+    /// replication server's identity and the CA its clients must present a
+    /// certificate of (mTLS) on a leader, the client's on a follower.
+    pub fn replication_tls(&self) -> Result<Option<TlsFiles>> {
+        let read = |flag: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| {
+                        Error::InvalidInput(format!(
+                            "--replication.{flag}-filename {}: {e}",
+                            p.display()
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let cert = read("cert", &self.replication_cert_filename)?;
+        let key = read("key", &self.replication_key_filename)?;
+        let ca = read("ca", &self.replication_ca_filename)?;
+        match (cert, key) {
+            (None, None) if ca.is_none() => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key, ca })),
+            _ => Err(Error::InvalidInput(
+                "--replication.cert-filename and --replication.key-filename go together".into(),
+            )),
+        }
+    }
+
     pub fn node_config(&self) -> Result<NodeConfig> {
         if self.api_cert_filename.is_some() || self.api_key_filename.is_some() {
             return Err(Error::InvalidInput(
@@ -449,18 +480,9 @@ impl LeaderArgs {
                 .unwrap_or(&self.raft_address),
         )?;
         let replication = if self.replication_enabled {
-            let tls = [
-                ("cert", &self.replication_cert_filename),
-                ("key", &self.replication_key_filename),
-                ("ca", &self.replication_ca_filename),
-            ];
-            if let Some((flag, _)) = tls.iter().find(|(_, f)| f.is_some()) {
-                return Err(Error::InvalidInput(format!(
-                    "--replication.{flag}-filename: TLS on the replication port is not implemented yet"
-                )));
-            }
             Some(ReplicationServe {
                 listen: parse_address("replication.address", &self.replication_address)?,
+                tls: self.replication_tls()?,
                 max_send: usize::try_from(self.replication_max_send_message_size_bytes)
                     .unwrap_or(usize::MAX)
                     .max(1),
@@ -629,8 +651,11 @@ mod tests {
         let on = on.unwrap().replication.unwrap();
         assert_eq!(on.listen.to_string(), "127.0.0.1:9444");
         assert_eq!(on.max_send, 4 << 20);
-        let tls = leader(&["--replication.enabled", "--replication.cert-filename=c.pem"]);
-        assert!(tls.unwrap_err().to_string().contains("not implemented yet"));
+        let tls = leader(&[
+            "--replication.enabled",
+            "--replication.cert-filename=/nonexistent.pem",
+        ]);
+        assert!(tls.unwrap_err().to_string().contains("/nonexistent.pem"));
     }
 
     #[test]

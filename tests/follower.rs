@@ -448,3 +448,130 @@ async fn followers_behind_compaction_recover_by_snapshot() {
         );
     }
 }
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client
+/// certificate, all signed by the CA, into `dir` (the `openssl` CLI).
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=armada-test-ca",
+    ]);
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
+            ),
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let file = |name: &str| certs.join(name).display().to_string();
+    let replication = free_port();
+    let leader_node = Server::start(
+        &dir.path().join("leader"),
+        Ports::pick(),
+        &[
+            "--replication.enabled",
+            &format!("--replication.address=https://127.0.0.1:{replication}"),
+            &format!("--replication.cert-filename={}", file("server.crt")),
+            &format!("--replication.key-filename={}", file("server.key")),
+            &format!("--replication.ca-filename={}", file("ca.crt")),
+        ],
+    );
+    let leader = leader_node.ready().await;
+    let follower_node = Server::start_as(
+        "follower",
+        &dir.path().join("follower"),
+        Ports::pick(),
+        &[
+            &format!("--replication.leader-address=127.0.0.1:{replication}"),
+            &format!("--replication.cert-filename={}", file("client.crt")),
+            &format!("--replication.key-filename={}", file("client.key")),
+            &format!("--replication.ca-filename={}", file("ca.crt")),
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+        ],
+    );
+    let follower = follower_node.ready().await;
+    put(&leader, "default", "secret", "1").await;
+    wait_same(&leader, &follower, "default").await;
+
+    // Plaintext, and TLS without a client certificate, are both refused.
+    use armada::pb::replication::metadata_client::MetadataClient;
+    use armada::pb::replication::MetadataRequest;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let plain = Endpoint::from_shared(format!("http://127.0.0.1:{replication}"))
+        .unwrap()
+        .connect_lazy();
+    assert!(MetadataClient::new(plain)
+        .get(MetadataRequest {})
+        .await
+        .is_err());
+    let ca = Certificate::from_pem(std::fs::read(certs.join("ca.crt")).unwrap());
+    let anonymous = Endpoint::from_shared(format!("https://127.0.0.1:{replication}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap()
+        .connect_lazy();
+    assert!(MetadataClient::new(anonymous)
+        .get(MetadataRequest {})
+        .await
+        .is_err());
+}

@@ -52,8 +52,10 @@ use crate::raft::NodeId;
 /// The `armada follower` flags of seed 000.
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
-    /// The leader cluster's replication API (`http://host:port`).
+    /// The leader cluster's replication API (`host:port`, `http://` or `https://`).
     pub leader_address: String,
+    /// Client certificate, key and the CA of the leader's certificate.
+    pub tls: Option<super::TlsFiles>,
     pub poll_interval: Duration,
     pub reconcile_interval: Duration,
     pub lease_interval: Duration,
@@ -138,11 +140,24 @@ impl Follower {
     ) -> Result<Arc<Follower>> {
         let address = if cfg.leader_address.contains("://") {
             cfg.leader_address.clone()
+        } else if cfg.tls.is_some() {
+            format!("https://{}", cfg.leader_address)
         } else {
             format!("http://{}", cfg.leader_address)
         };
-        let leader = Endpoint::from_shared(address)
-            .map_err(|e| Error::InvalidInput(format!("--replication.leader-address: {e}")))?
+        let mut endpoint = Endpoint::from_shared(address)
+            .map_err(|e| Error::InvalidInput(format!("--replication.leader-address: {e}")))?;
+        if let Some(tls) = &cfg.tls {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+            if let Some(ca) = &tls.ca {
+                config = config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| Error::InvalidInput(format!("replication TLS: {e}")))?;
+        }
+        let leader = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(cfg.keepalive_time.max(Duration::from_secs(10)))

@@ -20,3 +20,17 @@ pub mod follower;
 pub mod leader;
 pub mod status;
 pub mod wire;
+
+/// PEM certificate and key, and the CA the peer's certificate must chain to.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsFiles { .. }") // never print a key
+    }
+}

@@ -38,6 +38,7 @@ use crate::raft::NodeId;
 use crate::replication::follower::{Follower, FollowerConfig};
 use crate::replication::leader::LeaderService;
 use crate::replication::status::StatusService;
+pub use crate::replication::TlsFiles;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -59,10 +60,11 @@ pub struct NodeConfig {
     pub registry: RegistryConfig,
 }
 
-/// The replication API's listener and message size target.
+/// The replication API's listener, TLS and message size target.
 #[derive(Clone, Debug)]
 pub struct ReplicationServe {
     pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
     pub max_send: usize,
 }
 
@@ -243,7 +245,19 @@ async fn serve_replication(
         max_send: serve.max_send,
         scratch_dir: cfg.registry.node_host_dir.join("replication"),
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &serve.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.ca {
+            // mTLS: a follower must present a certificate signed by `ca`.
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(config)
+            .map_err(|e| Error::InvalidInput(format!("replication TLS: {e}")))?;
+    }
+    builder
         .add_service(MetadataServer::new(service.clone()))
         .add_service(LogServer::new(service.clone()).max_encoding_message_size(usize::MAX))
         .add_service(SnapshotServer::new(service).max_encoding_message_size(usize::MAX))
