@@ -441,6 +441,24 @@ async fn followers_behind_compaction_recover_by_snapshot() {
     for id in 1..=3 {
         followers.restart(id);
     }
+    // Until its copy of the recovered incarnation is in, every node keeps
+    // serving the old one: reads never fail, never go back, never see empty.
+    for id in 1..=3 {
+        let ch = followers.channel(id).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (rev, kvs) = dump(&ch, "default")
+                .await
+                .expect("a read failed during recovery");
+            assert!(rev == 102 || rev == 202, "node {id} served revision {rev}");
+            assert!(kvs.len() >= 101, "node {id} served {} keys", kvs.len());
+            if rev == 202 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {id} never recovered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     for id in 1..=3 {
         assert_eq!(
             wait_same(&leader, &followers.channel(id).await, "default").await,

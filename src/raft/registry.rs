@@ -103,6 +103,10 @@ pub struct Registry {
     meta: Arc<RaftGroup>,
     /// Running table groups by table name, with their epoch.
     groups: RwLock<HashMap<String, (u64, Arc<RaftGroup>)>>,
+    /// New incarnations another node seeded (a follower cluster's snapshot
+    /// recovery), running and waiting for the seed's snapshot while the old
+    /// incarnation in `groups` keeps serving; promoted once they applied it.
+    incoming: RwLock<HashMap<String, (u64, Arc<RaftGroup>)>>,
     /// Serializes reconciles, so a group's LMDB envs are opened once.
     reconciling: Mutex<()>,
 }
@@ -188,6 +192,7 @@ impl Registry {
             peers,
             meta,
             groups: RwLock::new(HashMap::new()),
+            incoming: RwLock::new(HashMap::new()),
             reconciling: Mutex::new(()),
         });
         registry.reconcile().await?;
@@ -203,15 +208,22 @@ impl Registry {
         let mut seen = None;
         loop {
             let applied = metrics.borrow_and_update().last_applied;
-            if applied != seen {
+            let Some(r) = registry.upgrade() else { return };
+            let waiting = !r.incoming.read().await.is_empty();
+            if applied != seen || waiting {
                 seen = applied;
-                let Some(r) = registry.upgrade() else { return };
                 if let Err(e) = r.reconcile().await {
                     tracing::warn!("reconciling tables with the metadata group: {e}");
                 }
             }
-            if metrics.changed().await.is_err() {
-                return;
+            drop(r);
+            // An incoming incarnation is promoted by a reconcile once it has
+            // its snapshot, which no metadata change announces: poll for it.
+            let poll =
+                tokio::time::sleep(Duration::from_millis(if waiting { 50 } else { 3_600_000 }));
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = poll => {}
             }
         }
     }
@@ -265,17 +277,47 @@ impl Registry {
             .iter()
             .map(|(n, (e, _))| (n.clone(), *e))
             .collect();
-        for (name, epoch) in running {
+        // Incoming incarnations no longer wanted are dropped; those that
+        // have applied their seed's snapshot replace the old incarnation.
+        let incoming: Vec<(String, u64, Arc<RaftGroup>)> = (self.incoming.read().await.iter())
+            .map(|(n, (e, g))| (n.clone(), *e, g.clone()))
+            .collect();
+        for (name, epoch, group) in incoming {
             if want.get(&name) != Some(&epoch) {
-                let removed = self.groups.write().await.remove(&name);
-                if let Some((_, group)) = removed {
-                    tracing::info!(table = %name, epoch, "stopping deleted table");
-                    group.shutdown().await;
+                self.incoming.write().await.remove(&name);
+                group.shutdown().await;
+            } else if group.raft().metrics().borrow().last_applied.is_some() {
+                self.incoming.write().await.remove(&name);
+                tracing::info!(table = %name, epoch, "recovered incarnation takes over");
+                let old = self
+                    .groups
+                    .write()
+                    .await
+                    .insert(name.clone(), (epoch, group));
+                if let Some((_, old)) = old {
+                    old.shutdown().await;
                 }
             }
         }
+        // Deleted tables stop here; a table at a new epoch is replaced below,
+        // the old incarnation serving until the new one can.
+        for (name, epoch) in running {
+            if want.contains_key(&name) {
+                continue;
+            }
+            let removed = self.groups.write().await.remove(&name);
+            if let Some((_, group)) = removed {
+                tracing::info!(table = %name, epoch, "stopping deleted table");
+                group.shutdown().await;
+            }
+        }
         for (name, epoch) in &want {
-            if self.groups.read().await.contains_key(name) {
+            let running = self.groups.read().await.get(name).map(|(e, _)| *e);
+            if running == Some(*epoch) {
+                continue;
+            }
+            let incoming = self.incoming.read().await.get(name).map(|(e, _)| *e);
+            if incoming == Some(*epoch) {
                 continue;
             }
             let dir = format!("{name}.{epoch}");
@@ -288,25 +330,55 @@ impl Registry {
                 catalogue[name].seed.is_none(),
             )
             .await?;
-            self.groups
+            // A recovery another node seeded: the old incarnation keeps
+            // serving until this node has the seed's snapshot (promoted above).
+            let seeded_elsewhere = (catalogue[name].seed).is_some_and(|s| s != self.node_id());
+            if running.is_some() && seeded_elsewhere {
+                self.incoming
+                    .write()
+                    .await
+                    .insert(name.clone(), (*epoch, group));
+                continue;
+            }
+            let old = self
+                .groups
                 .write()
                 .await
                 .insert(name.clone(), (*epoch, group));
+            if let Some((old_epoch, old)) = old {
+                tracing::info!(table = %name, epoch = old_epoch, "stopping a replaced incarnation");
+                old.shutdown().await;
+            }
         }
         // Only a caught-up node may conclude that a table is gone: after a
         // crash the metadata state machine can be behind its own log.
         let m = self.meta.raft().metrics().borrow().clone();
         if m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index {
-            self.remove_stale_dirs(&want);
+            self.remove_stale_dirs(&want, &self.running_dirs().await);
         }
         Ok(())
     }
 
+    /// The directories (`<name>.<epoch>`) of the incarnations this node runs.
+    async fn running_dirs(&self) -> std::collections::HashSet<String> {
+        let groups = self.groups.read().await;
+        let incoming = self.incoming.read().await;
+        (groups.iter().chain(incoming.iter()))
+            .map(|(n, (e, _))| format!("{n}.{e}"))
+            .collect()
+    }
+
     /// Deletes the data of table incarnations the catalogue no longer has
-    /// (deleted while this node was running, or while it was down).
-    fn remove_stale_dirs(&self, want: &BTreeMap<String, u64>) {
-        let live: std::collections::HashSet<String> =
+    /// (deleted while this node was running, or while it was down), except
+    /// those still running (an old incarnation serving during a recovery).
+    fn remove_stale_dirs(
+        &self,
+        want: &BTreeMap<String, u64>,
+        running: &std::collections::HashSet<String>,
+    ) {
+        let mut live: std::collections::HashSet<String> =
             want.iter().map(|(n, e)| format!("{n}.{e}")).collect();
+        live.extend(running.iter().cloned());
         let roots = [
             self.cfg.wal_dir.clone(),
             self.cfg.state_machine_dir.clone(),
@@ -351,7 +423,12 @@ impl Registry {
         }
         let (name, epoch) = id.rsplit_once('.')?;
         let epoch: u64 = epoch.parse().ok()?;
-        match self.groups.read().await.get(name) {
+        if let Some((e, g)) = self.groups.read().await.get(name) {
+            if *e == epoch {
+                return Some(g.clone());
+            }
+        }
+        match self.incoming.read().await.get(name) {
             Some((e, g)) if *e == epoch => Some(g.clone()),
             _ => None,
         }
@@ -554,6 +631,9 @@ impl Registry {
 
     pub async fn shutdown(&self) {
         for (_, group) in self.groups.read().await.values() {
+            group.shutdown().await;
+        }
+        for (_, group) in self.incoming.read().await.values() {
             group.shutdown().await;
         }
         self.meta.shutdown().await;

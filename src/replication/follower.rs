@@ -453,7 +453,12 @@ impl Follower {
             .await
             .map_err(|_| Error::Internal("recovery slots closed".into()))?;
         self.update(table, |s| s.state = WorkerState::Recovering);
-        let (old_epoch, _) = self.registry.get_with_epoch(table).await?;
+        // The catalogue's incarnation, which may be a recovery still coming
+        // in (its seed died): this one then replaces it.
+        let old_epoch = (self.registry.list().await?.into_iter())
+            .find(|(name, _)| name == table)
+            .map(|(_, epoch)| epoch)
+            .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
         std::fs::create_dir_all(&self.scratch_dir)?;
         let file = (self.scratch_dir).join(format!("recv-{table}-{}.mdb", unix_ms()));
         let _cleanup = RemoveOnDrop(file.clone());
