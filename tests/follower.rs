@@ -322,6 +322,9 @@ async fn lease_holders(cluster: &Cluster, table: &str) -> Vec<usize> {
 
 /// Waits until exactly one running node holds `table`'s lease; returns it.
 async fn wait_one_holder(cluster: &Cluster, table: &str) -> usize {
+    for id in cluster.up() {
+        cluster.channel(id).await; // serving, so its REST port is up
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let [one] = lease_holders(cluster, table).await[..] {
@@ -592,4 +595,51 @@ async fn replication_over_mutual_tls() {
         .get(MetadataRequest {})
         .await
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_upstream_but_not_replicated_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader_node = start_leader(dir.path(), api, replication);
+    let leader = leader_node.ready().await;
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    // A long lease: with its holder frozen, nobody replicates the table.
+    let followers = Cluster::start_as(
+        "follower",
+        3,
+        &[
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=120s",
+        ],
+    );
+    put(&leader, "default", "before", "1").await;
+    let holder = wait_one_holder(&followers, "default").await;
+    let other = (1..=3).find(|id| *id != holder).unwrap();
+    let via = followers.channel(other).await;
+    wait_same(&leader, &via, "default").await;
+
+    followers.server(holder).signal("STOP");
+    let err = KvClient::new(via.clone())
+        .put(PutRequest {
+            key: b"stuck".to_vec(),
+            value: b"1".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    followers.server(holder).signal("CONT");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message()
+            .contains("committed on the leader cluster at revision 3"),
+        "{}",
+        err.message()
+    );
+    // It did commit upstream, and arrives once replication resumes.
+    let (_, kvs) = dump(&leader, "default").await.unwrap();
+    assert!(kvs.iter().any(|kv| kv.key == b"stuck"));
+    wait_same(&leader, &via, "default").await;
 }

@@ -157,6 +157,20 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} {}", self.pid());
+    }
+
     /// SIGKILL (std's `Child::kill` is SIGKILL on Unix) and reap.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
