@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::RegistryConfig;
 use crate::replication::follower::FollowerConfig;
-use crate::server::{NodeConfig, ReplicationServe, TlsFiles};
+use crate::replication::TlsFiles;
+use crate::server::{NodeConfig, ReplicationServe};
 
 #[derive(Parser, Debug)]
 #[command(

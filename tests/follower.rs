@@ -36,15 +36,28 @@ struct Pair {
     follower: Server,
 }
 
-fn start_leader(dir: &std::path::Path, api: u16, replication: u16) -> Server {
+/// A one-node leader cluster serving replication on `replication`.
+fn start_leader(dir: &std::path::Path, api: u16, replication: u16, extra: &[&str]) -> Server {
     let mut ports = Ports::pick();
     ports.api = api;
-    Server::start(
-        &dir.join("leader"),
-        ports,
+    let address = format!("--replication.address=http://127.0.0.1:{replication}");
+    let mut args = vec!["--replication.enabled", address.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(&dir.join("leader"), ports, &args)
+}
+
+/// A 3-node follower cluster of the leader replicating on `replication`.
+fn start_followers(replication: u16, lease_interval: &str) -> Cluster {
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let lease = format!("--replication.lease-interval={lease_interval}");
+    Cluster::start_as(
+        "follower",
+        3,
         &[
-            "--replication.enabled",
-            &format!("--replication.address=http://127.0.0.1:{replication}"),
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            &lease,
         ],
     )
 }
@@ -52,7 +65,7 @@ fn start_leader(dir: &std::path::Path, api: u16, replication: u16) -> Server {
 async fn start() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let (api, replication) = (free_port(), free_port());
-    let leader = start_leader(dir.path(), api, replication);
+    let leader = start_leader(dir.path(), api, replication, &[]);
     leader.ready().await;
     let follower = Server::start_as(
         "follower",
@@ -301,7 +314,7 @@ async fn follower_mirrors_the_leader_cluster() {
         .unwrap_err();
     assert_eq!(down.code(), Code::Unavailable, "{down:?}");
     let (api, replication) = pair.leader_ports;
-    pair.leader = start_leader(pair.dir.path(), api, replication);
+    pair.leader = start_leader(pair.dir.path(), api, replication, &[]);
     let leader = pair.leader.ready().await;
     put(&leader, "default", "after", "restart").await;
     assert_eq!(wait_same(&leader, &follower, "default").await, 26);
@@ -339,19 +352,9 @@ async fn wait_one_holder(cluster: &Cluster, table: &str) -> usize {
 async fn killing_the_lease_holder_hands_the_table_over() {
     let dir = tempfile::tempdir().unwrap();
     let (api, replication) = (free_port(), free_port());
-    let leader_node = start_leader(dir.path(), api, replication);
+    let leader_node = start_leader(dir.path(), api, replication, &[]);
     let leader = leader_node.ready().await;
-    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
-    let mut followers = Cluster::start_as(
-        "follower",
-        3,
-        &[
-            &leader_address,
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-            "--replication.lease-interval=2s",
-        ],
-    );
+    let mut followers = start_followers(replication, "2s");
     for i in 0..10 {
         put(&leader, "default", &format!("a{i}"), "x").await;
     }
@@ -394,34 +397,18 @@ async fn killing_the_lease_holder_hands_the_table_over() {
 async fn followers_behind_compaction_recover_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (api, replication) = (free_port(), free_port());
-    let mut ports = Ports::pick();
-    ports.api = api;
-    let leader_node = Server::start(
-        &dir.path().join("leader"),
-        ports,
-        &[
-            "--replication.enabled",
-            &format!("--replication.address=http://127.0.0.1:{replication}"),
-            "--raft.snapshot-entries=20",
-            "--raft.compaction-overhead=5",
-        ],
+    let leader_node = start_leader(
+        dir.path(),
+        api,
+        replication,
+        &["--raft.snapshot-entries=20", "--raft.compaction-overhead=5"],
     );
     let leader = leader_node.ready().await;
     for i in 0..100 {
         put(&leader, "default", &format!("old{i:03}"), &"x".repeat(100)).await;
     }
     // A new 3-node follower cluster: the leader's log no longer starts at 1.
-    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
-    let mut followers = Cluster::start_as(
-        "follower",
-        3,
-        &[
-            &leader_address,
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-            "--replication.lease-interval=2s",
-        ],
-    );
+    let mut followers = start_followers(replication, "2s");
     for id in 1..=3 {
         assert_eq!(
             wait_same(&leader, &followers.channel(id).await, "default").await,
@@ -601,20 +588,10 @@ async fn replication_over_mutual_tls() {
 async fn a_write_committed_upstream_but_not_replicated_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (api, replication) = (free_port(), free_port());
-    let leader_node = start_leader(dir.path(), api, replication);
+    let leader_node = start_leader(dir.path(), api, replication, &[]);
     let leader = leader_node.ready().await;
-    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
     // A long lease: with its holder frozen, nobody replicates the table.
-    let followers = Cluster::start_as(
-        "follower",
-        3,
-        &[
-            &leader_address,
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-            "--replication.lease-interval=120s",
-        ],
-    );
+    let followers = start_followers(replication, "120s");
     put(&leader, "default", "before", "1").await;
     let holder = wait_one_holder(&followers, "default").await;
     let other = (1..=3).find(|id| *id != holder).unwrap();

@@ -58,6 +58,17 @@ pub struct GroupConfig {
     pub max_payload_entries: u64,
 }
 
+impl GroupConfig {
+    /// The group's voters: the initial members, or this node alone.
+    pub fn voters(&self) -> BTreeMap<NodeId, BasicNode> {
+        if self.members.is_empty() {
+            BTreeMap::from([(self.node_id, BasicNode::new(&self.raft_address))])
+        } else {
+            self.members.clone()
+        }
+    }
+}
+
 /// What [`RaftGroup::read_committed`] found from a leader index on.
 #[derive(Debug)]
 pub enum LogRead {
@@ -207,12 +218,7 @@ impl RaftGroup {
         }
         // A group seeded on another node (see `seed`) waits for it instead.
         if !restarted && initialize {
-            let members = if cfg.members.is_empty() {
-                BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
-            } else {
-                cfg.members.clone()
-            };
-            raft.initialize(members)
+            raft.initialize(cfg.voters())
                 .await
                 .map_err(|e| Error::Raft(e.to_string()))?;
         }
@@ -237,11 +243,7 @@ impl RaftGroup {
     /// through it, so it is the only node that can campaign and every peer
     /// gets the state by installing that snapshot.
     pub async fn seed(cfg: &GroupConfig, file: &Path, replicated: (u64, u64)) -> Result<()> {
-        let members = if cfg.members.is_empty() {
-            BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.raft_address))])
-        } else {
-            cfg.members.clone()
-        };
+        let members = cfg.voters();
         let voters = members.keys().copied().collect();
         let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), 0);
         let membership = StoredMembership::new(
@@ -516,8 +518,7 @@ impl RaftGroup {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut applied = self.raft.metrics();
         loop {
-            let db = self.sm.clone();
-            match blocking(move || db.db.read(|r| Ok(r.revision_state()?.current))).await {
+            match self.read(false, |r| Ok(r.revision_state()?.current)).await {
                 Ok(current) if current >= revision => return true,
                 Ok(_) => {}
                 Err(e) => {
@@ -560,20 +561,23 @@ impl RaftGroup {
             });
         }
         let log = self.log.clone();
-        let raw =
-            blocking(move || log.entries_up_to_bytes(from, last_applied + 1, max_bytes)).await?;
+        let read =
+            blocking(move || LogStore::read_entries(&log, from, Some(last_applied + 1), max_bytes))
+                .await?;
         // A purge may have run since the metrics were read.
-        if raw.first().is_none_or(|(i, _)| *i != from) {
+        if read.first().is_none_or(|e| e.log_id.index != from) {
             return Ok(LogRead::Compacted);
         }
-        let sent_through = raw.last().map_or(from - 1, |(i, _)| *i);
+        let sent_through = read.last().map_or(from - 1, |e| e.log_id.index);
         let mut entries = Vec::new();
-        for (index, bytes) in raw {
-            let entry: super::Entry = bincode::deserialize(&bytes)?;
+        for entry in read {
             // A follower cluster's replicated entries are its table's writes
             // too, so a cluster downstream of it sees them all.
             if let openraft::EntryPayload::Normal(p) = entry.payload {
-                entries.push((index, p.commands().into_iter().cloned().collect()));
+                entries.push((
+                    entry.log_id.index,
+                    p.commands().into_iter().cloned().collect(),
+                ));
             }
         }
         Ok(LogRead::Entries {

@@ -26,6 +26,20 @@ impl LogStore {
         LogStore { db }
     }
 
+    /// Decoded entries with `start <= index < end`, about `max_bytes` of
+    /// them at most (at least one).
+    pub fn read_entries(
+        db: &LogDb,
+        start: u64,
+        end: Option<u64>,
+        max_bytes: usize,
+    ) -> crate::error::Result<Vec<Entry>> {
+        db.entries(start, end, max_bytes)?
+            .into_iter()
+            .map(|(_, raw)| Ok(bincode::deserialize::<Entry>(&raw)?))
+            .collect()
+    }
+
     /// Marks an empty log as purged through `log_id`, for a group seeded
     /// with a snapshot at that id: peers that need anything up to it get the
     /// snapshot.
@@ -75,14 +89,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => None,
         };
         let db = self.db.clone();
-        blocking(move || {
-            db.entries(start, end)?
-                .into_iter()
-                .map(|(_, raw)| Ok(bincode::deserialize::<Entry>(&raw)?))
-                .collect()
-        })
-        .await
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+        blocking(move || LogStore::read_entries(&db, start, end, usize::MAX))
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 

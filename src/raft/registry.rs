@@ -140,15 +140,29 @@ fn put_op(key: String, value: Vec<u8>) -> RequestOp {
 
 /// `create_revision(key) == 0` (absent) or `!= 0` (present).
 fn exists(key: &str, present: bool) -> Compare {
+    let result = if present {
+        compare::CompareResult::NotEqual
+    } else {
+        compare::CompareResult::Equal
+    };
+    compare_key(key, result, compare::TargetUnion::CreateRevision(0))
+}
+
+/// `key`'s `target` compared with `result`; the target kind follows from it.
+fn compare_key(key: &str, result: compare::CompareResult, target: compare::TargetUnion) -> Compare {
+    use compare::{CompareTarget as T, TargetUnion as U};
+    let kind = match target {
+        U::Version(_) => T::Version,
+        U::CreateRevision(_) => T::Create,
+        U::ModRevision(_) => T::Mod,
+        U::Value(_) => T::Value,
+        U::Lease(_) => T::Lease,
+    };
     Compare {
-        result: if present {
-            compare::CompareResult::NotEqual
-        } else {
-            compare::CompareResult::Equal
-        } as i32,
-        target: compare::CompareTarget::Create as i32,
+        result: result as i32,
+        target: kind as i32,
         key: key.as_bytes().to_vec(),
-        target_union: Some(compare::TargetUnion::CreateRevision(0)),
+        target_union: Some(target),
         ..Default::default()
     }
 }
@@ -165,10 +179,19 @@ fn scan_prefix(r: &Reader<'_>, prefix: &str) -> Result<Vec<KeyValue>> {
     Ok(out)
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock Unix milliseconds (lease expiry, status times).
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A fresh table epoch: the wall-clock time in nanoseconds, unique per
+/// incarnation.
+pub fn new_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 fn succeeded(applied: Applied) -> bool {
@@ -402,10 +425,7 @@ impl Registry {
     }
 
     pub async fn get(&self, name: &str) -> Result<Arc<RaftGroup>> {
-        match self.groups.read().await.get(name) {
-            Some((_, g)) => Ok(g.clone()),
-            None => Err(Error::TableNotFound(name.to_string())),
-        }
+        Ok(self.get_with_epoch(name).await?.1)
     }
 
     /// A running table's group with its epoch.
@@ -456,15 +476,11 @@ impl Registry {
             return Ok(false);
         };
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Value as i32,
-                key: key.clone().into_bytes(),
-                target_union: Some(compare::TargetUnion::Value(
-                    current.to_string().into_bytes(),
-                )),
-                ..Default::default()
-            }],
+            compare: vec![compare_key(
+                &key,
+                compare::CompareResult::Equal,
+                compare::TargetUnion::Value(current.to_string().into_bytes()),
+            )],
             success: vec![put_op(
                 key,
                 Incarnation {
@@ -498,9 +514,7 @@ impl Registry {
     /// nanoseconds, unique per incarnation. Returns once this node runs it.
     pub async fn create(&self, name: &str) -> Result<u64> {
         validate_table_name(name)?;
-        let epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
+        let epoch = new_epoch();
         let key = format!("{TABLES}{name}");
         let txn = TxnRequest {
             compare: vec![exists(&key, false)],
@@ -580,13 +594,11 @@ impl Registry {
         };
         let value = serde_json::to_vec(&lease).map_err(|e| Error::Internal(e.to_string()))?;
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Mod as i32,
-                key: key.clone().into_bytes(),
-                target_union: Some(compare::TargetUnion::ModRevision(mod_revision)),
-                ..Default::default()
-            }],
+            compare: vec![compare_key(
+                &key,
+                compare::CompareResult::Equal,
+                compare::TargetUnion::ModRevision(mod_revision),
+            )],
             success: vec![put_op(key, value)],
             failure: vec![],
         };

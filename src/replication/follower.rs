@@ -27,16 +27,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use super::wire::from_wire;
+use super::wire::entry_from_wire;
+use super::RemoveOnDrop;
 use crate::error::{Error, Result};
-use crate::kv::command::{Applied, Command, Replicated, ReplicatedEntry};
+use crate::kv::command::{Applied, Command, Replicated};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::replication::log_client::LogClient;
 use crate::pb::replication::metadata_client::MetadataClient;
@@ -46,7 +47,7 @@ use crate::pb::replication::{
     SnapshotRequest,
 };
 use crate::raft::group::RaftGroup;
-use crate::raft::registry::Registry;
+use crate::raft::registry::{new_epoch, unix_ms, Registry};
 use crate::raft::NodeId;
 
 /// The `armada follower` flags of seed 000.
@@ -69,7 +70,7 @@ pub struct FollowerConfig {
 
 /// A worker's state, as in ArangoDB's `applier.state()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")] // as `name()`
 pub enum WorkerState {
     /// Another node of this cluster holds the table's lease.
     #[default]
@@ -82,8 +83,19 @@ pub enum WorkerState {
     Recovering,
     /// Waiting to retry after an error.
     BackingOff,
-    /// The table is no longer replicated here.
-    Stopped,
+}
+
+impl WorkerState {
+    /// The state's name in status documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerState::Standby => "standby",
+            WorkerState::Tailing => "tailing",
+            WorkerState::Lagging => "lagging",
+            WorkerState::Recovering => "recovering",
+            WorkerState::BackingOff => "backing_off",
+        }
+    }
 }
 
 /// One table's replication status on this node.
@@ -118,17 +130,11 @@ pub struct Follower {
     workers: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Why a tailing session ended early.
 enum Ended {
     /// The lease went to another node.
     LostLease,
-    /// The table was resynced (deleted and re-created).
+    /// The table was recovered into a new incarnation from a snapshot.
     Resynced,
 }
 
@@ -387,19 +393,8 @@ impl Follower {
                 }
                 _ => {}
             }
-            let entries = msg
-                .entries
-                .into_iter()
-                .map(|e| {
-                    Ok(ReplicatedEntry {
-                        leader_index: e.leader_index,
-                        commands: e
-                            .commands
-                            .into_iter()
-                            .map(from_wire)
-                            .collect::<Result<_>>()?,
-                    })
-                })
+            let entries = (msg.entries.into_iter())
+                .map(entry_from_wire)
                 .collect::<Result<Vec<_>>>()?;
             let events = entries.len() as u64;
             let applied = if entries.is_empty() {
@@ -483,9 +478,7 @@ impl Follower {
                 header.table
             )));
         }
-        let new_epoch = (SystemTime::now().duration_since(UNIX_EPOCH))
-            .map_or(1, |d| d.as_nanos() as u64)
-            .max(old_epoch + 1);
+        let new_epoch = new_epoch().max(old_epoch + 1);
         let cfg = self.registry.table_config(table, new_epoch);
         RaftGroup::seed(&cfg, &file, (header.leader_index, header.epoch)).await?;
         if !self
@@ -525,15 +518,6 @@ impl Follower {
                 Applied::Compact(kv.compact(with_table(table, r)).await?.into_inner())
             }
         })
-    }
-}
-
-/// A file removed when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

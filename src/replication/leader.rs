@@ -20,14 +20,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::wire::to_wire;
+use super::wire::entry_to_wire;
+use super::RemoveOnDrop;
 use crate::error::Error;
 use crate::pb::replication::log_server::Log;
 use crate::pb::replication::metadata_server::Metadata;
 use crate::pb::replication::snapshot_server::Snapshot;
 use crate::pb::replication::{
-    Entry, MetadataRequest, MetadataResponse, ReplicateRequest, ReplicateResponse, Signal,
-    SnapshotChunk, SnapshotHeader, SnapshotRequest, SnapshotTrailer, Table,
+    MetadataRequest, MetadataResponse, ReplicateRequest, ReplicateResponse, Signal, SnapshotChunk,
+    SnapshotHeader, SnapshotRequest, SnapshotTrailer, Table,
 };
 use crate::raft::group::{LogRead, RaftGroup};
 use crate::raft::registry::Registry;
@@ -146,11 +147,8 @@ async fn stream_log(
         let caught_up = sent_through >= last_applied;
         if !entries.is_empty() || !sent_any || sent_through >= next {
             let msg = ReplicateResponse {
-                entries: (entries.into_iter())
-                    .map(|(leader_index, cmds)| Entry {
-                        leader_index,
-                        commands: cmds.iter().map(to_wire).collect(),
-                    })
+                entries: (entries.iter())
+                    .map(|(leader_index, cmds)| entry_to_wire(*leader_index, cmds))
                     .collect(),
                 sent_through,
                 last_index: last_applied,
@@ -195,7 +193,7 @@ impl Snapshot for LeaderService {
         let table = request.into_inner().table;
         let (epoch, group) = self.registry.get_with_epoch(&table).await?;
         std::fs::create_dir_all(&self.scratch_dir).map_err(Error::from)?;
-        let copy = ScratchFile(self.scratch_dir.join(format!(
+        let copy = RemoveOnDrop(self.scratch_dir.join(format!(
             "{table}.{epoch}.{}.mdb",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -225,17 +223,8 @@ impl Snapshot for LeaderService {
     }
 }
 
-/// A file removed when dropped: a snapshot copy lives as long as its stream.
-struct ScratchFile(PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 async fn stream_file(
-    copy: ScratchFile,
+    copy: RemoveOnDrop,
     header: SnapshotHeader,
     chunk: usize,
     tx: &Outbox<SnapshotChunk>,

@@ -21,6 +21,15 @@ pub mod leader;
 pub mod status;
 pub mod wire;
 
+/// A file removed when dropped: snapshot copies live as long as their use.
+pub(crate) struct RemoveOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// PEM certificate and key, and the CA the peer's certificate must chain to.
 #[derive(Clone)]
 pub struct TlsFiles {

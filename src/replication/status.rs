@@ -12,6 +12,16 @@ use crate::pb::replication::{
 };
 use crate::raft::registry::Registry;
 
+/// On a leader cluster's node: each table and the last leader index a
+/// follower can pull from it, by table name.
+pub async fn leader_indexes(registry: &Registry) -> Vec<(String, u64)> {
+    let mut out: Vec<_> = (registry.groups().await.iter())
+        .map(|g| (g.table.clone(), g.last_applied()))
+        .collect();
+    out.sort();
+    out
+}
+
 pub struct StatusService {
     pub registry: Arc<Registry>,
     /// Set on a follower cluster's node.
@@ -29,10 +39,7 @@ impl Replication for StatusService {
                 let tables = (f.status().into_iter())
                     .map(|(table, s)| TableReplicationStatus {
                         table,
-                        state: serde_json::to_value(s.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        state: s.state.name().to_string(),
                         leased: s.leased,
                         epoch: s.epoch,
                         last_applied_index: s.last_applied_index,
@@ -50,14 +57,13 @@ impl Replication for StatusService {
                 ("follower", tables)
             }
             None => {
-                let mut tables: Vec<_> = (self.registry.groups().await.into_iter())
-                    .map(|g| TableReplicationStatus {
-                        table: g.table.clone(),
-                        last_available_index: g.last_applied(),
+                let tables = (leader_indexes(&self.registry).await.into_iter())
+                    .map(|(table, index)| TableReplicationStatus {
+                        table,
+                        last_available_index: index,
                         ..Default::default()
                     })
                     .collect();
-                tables.sort_by(|a, b| a.table.cmp(&b.table));
                 ("leader", tables)
             }
         };

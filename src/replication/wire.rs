@@ -3,7 +3,7 @@
 //! leader's clients sent.
 
 use crate::error::{Error, Result};
-use crate::kv::command::Command;
+use crate::kv::command::{Command, ReplicatedEntry};
 use crate::pb::replication as pb;
 
 pub fn to_wire(cmd: &Command) -> pb::Command {
@@ -28,6 +28,23 @@ pub fn from_wire(cmd: pb::Command) -> Result<Command> {
             "replicated command without a request (newer leader?)".into(),
         )),
     }
+}
+
+/// One leader log entry's commands, tagged with its leader index.
+pub fn entry_to_wire(leader_index: u64, commands: &[Command]) -> pb::Entry {
+    pb::Entry {
+        leader_index,
+        commands: commands.iter().map(to_wire).collect(),
+    }
+}
+
+pub fn entry_from_wire(entry: pb::Entry) -> Result<ReplicatedEntry> {
+    Ok(ReplicatedEntry {
+        leader_index: entry.leader_index,
+        commands: (entry.commands.into_iter())
+            .map(from_wire)
+            .collect::<Result<_>>()?,
+    })
 }
 
 #[cfg(test)]

@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
-
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
@@ -38,7 +36,7 @@ use crate::raft::NodeId;
 use crate::replication::follower::{Follower, FollowerConfig};
 use crate::replication::leader::LeaderService;
 use crate::replication::status::StatusService;
-pub use crate::replication::TlsFiles;
+use crate::replication::TlsFiles;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -72,6 +70,11 @@ impl NodeConfig {
     pub fn group(&self) -> &GroupConfig {
         &self.registry.group
     }
+
+    /// Where snapshot copies for and from other clusters are written.
+    pub fn replication_scratch_dir(&self) -> PathBuf {
+        self.registry.node_host_dir.join("replication")
+    }
 }
 
 /// A running node's handles, for the REST endpoints.
@@ -103,16 +106,13 @@ pub async fn serve(
         Some(f) => Some(Follower::new(
             f.clone(),
             registry.clone(),
-            cfg.registry.node_host_dir.join("replication"),
+            cfg.replication_scratch_dir(),
         )?),
         None => None,
     };
     let group = cfg.group();
-    let mut voters = group.members.clone();
-    if voters.is_empty() {
-        voters.insert(group.node_id, BasicNode::new(&group.raft_address));
-    }
-    let members: BTreeMap<NodeId, Member> = voters
+    let members: BTreeMap<NodeId, Member> = group
+        .voters()
         .iter()
         .map(|(id, node)| {
             let peer_url = format!("http://{}", node.addr);
@@ -193,11 +193,7 @@ pub async fn serve(
     );
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(7200)))
-        .add_service(
-            KvServer::new(KvService { ctx: ctx.clone() })
-                .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(kv_server(&ctx))
         .add_service(
             MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
@@ -231,6 +227,14 @@ pub async fn serve(
     rest
 }
 
+/// etcd's KV service with etcd's message limits (the API port, and the
+/// replication port for follower clusters' forwarded writes).
+fn kv_server(ctx: &Arc<Context>) -> KvServer<KvService> {
+    KvServer::new(KvService { ctx: ctx.clone() })
+        .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
+        .max_encoding_message_size(usize::MAX)
+}
+
 /// The replication API for follower clusters, when enabled.
 async fn serve_replication(
     cfg: &NodeConfig,
@@ -243,7 +247,7 @@ async fn serve_replication(
     let service = LeaderService {
         registry: ctx.registry.clone(),
         max_send: serve.max_send,
-        scratch_dir: cfg.registry.node_host_dir.join("replication"),
+        scratch_dir: cfg.replication_scratch_dir(),
     };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &serve.tls {
@@ -262,11 +266,7 @@ async fn serve_replication(
         .add_service(LogServer::new(service.clone()).max_encoding_message_size(usize::MAX))
         .add_service(SnapshotServer::new(service).max_encoding_message_size(usize::MAX))
         // Writes forwarded by follower clusters, as from any etcd client.
-        .add_service(
-            KvServer::new(KvService { ctx: ctx.clone() })
-                .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(kv_server(ctx))
         .serve_with_shutdown(serve.listen, stop)
         .await
         .map_err(|e| Error::Internal(format!("replication API: {e}")))

@@ -16,6 +16,7 @@ use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::kv::MvccRead;
+use crate::replication::status::leader_indexes;
 
 pub async fn serve(
     addr: SocketAddr,
@@ -57,13 +58,10 @@ async fn replication_status(State(node): State<Arc<Node>>) -> (StatusCode, Strin
     let doc = match &node.follower {
         Some(f) => serde_json::json!({ "role": "follower", "tables": f.status() }),
         None => {
-            let mut tables = serde_json::Map::new();
-            for group in node.ctx.registry.groups().await {
-                tables.insert(
-                    group.table.clone(),
-                    serde_json::json!({ "last_index": group.last_applied() }),
-                );
-            }
+            let tables: serde_json::Map<_, _> = (leader_indexes(&node.ctx.registry).await)
+                .into_iter()
+                .map(|(table, index)| (table, serde_json::json!({ "last_index": index })))
+                .collect();
             serde_json::json!({ "role": "leader", "tables": tables })
         }
     };
@@ -79,14 +77,15 @@ async fn metrics(State(node): State<Arc<Node>>) -> (StatusCode, String) {
 
 async fn render(node: &Node) -> Result<String> {
     let registry = Registry::new();
-    let gauge = |name: &str, help: &str| -> Result<GaugeVec> {
-        let g = GaugeVec::new(Opts::new(name, help), &["table"])
+    let gauge_with = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec> {
+        let g = GaugeVec::new(Opts::new(name, help), labels)
             .map_err(|e| Error::Internal(e.to_string()))?;
         registry
             .register(Box::new(g.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(g)
     };
+    let gauge = |name: &str, help: &str| gauge_with(name, help, &["table"]);
     let revision = gauge("armada_table_revision", "The table's etcd store revision.")?;
     let compacted = gauge(
         "armada_table_compact_revision",
@@ -137,23 +136,17 @@ async fn render(node: &Node) -> Result<String> {
             .with_label_values(&t)
             .set(f64::from(u8::from(group.alarm_no_space())));
     }
-    let index = GaugeVec::new(
-        Opts::new(
-            "armada_replication_index",
-            "Leader index: the last one available (role=leader) or applied (role=follower).",
-        ),
+    let index = gauge_with(
+        "armada_replication_index",
+        "Leader index: the last one available (role=leader) or applied (role=follower).",
         &["role", "table"],
-    )
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    registry
-        .register(Box::new(index.clone()))
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    )?;
     match &node.follower {
         None => {
-            for group in node.ctx.registry.groups().await {
+            for (table, last) in leader_indexes(&node.ctx.registry).await {
                 index
-                    .with_label_values(&["leader", &group.table])
-                    .set(group.last_applied() as f64);
+                    .with_label_values(&["leader", &table])
+                    .set(last as f64);
             }
         }
         Some(f) => {

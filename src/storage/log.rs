@@ -49,8 +49,14 @@ impl LogDb {
         Ok(())
     }
 
-    /// Entries with `start <= index < end`.
-    pub fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// Entries with `start <= index < end`, stopping once `max_bytes` of
+    /// them were read (at least one entry is returned if any is in range).
+    pub fn entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let rtxn = self.env.read_txn()?;
         let lo = index_key(start);
         let hi = end.map(index_key);
@@ -59,29 +65,8 @@ impl LogDb {
             None => Unbounded,
         };
         let mut out = Vec::new();
-        for item in self.log.range(&rtxn, &(Included(&lo[..]), upper))? {
-            let (k, v) = item?;
-            out.push((decode_index(k)?, v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// Entries with `start <= index < end`, stopping once `max_bytes` of
-    /// them were read (at least one entry is returned if any is in range).
-    pub fn entries_up_to_bytes(
-        &self,
-        start: u64,
-        end: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>> {
-        let rtxn = self.env.read_txn()?;
-        let (lo, hi) = (index_key(start), index_key(end));
-        let mut out = Vec::new();
         let mut bytes = 0;
-        for item in self
-            .log
-            .range(&rtxn, &(Included(&lo[..]), Excluded(&hi[..])))?
-        {
+        for item in self.log.range(&rtxn, &(Included(&lo[..]), upper))? {
             let (k, v) = item?;
             bytes += v.len();
             if bytes > max_bytes && !out.is_empty() {
