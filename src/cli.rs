@@ -111,6 +111,11 @@ pub struct LeaderArgs {
         default_value = "default"
     )]
     pub api_default_table: String,
+    /// How often a watcher created with `progress_notify` gets a progress
+    /// notification when it had no events (etcd's
+    /// `--experimental-watch-progress-notify-interval`; at least 100ms).
+    #[arg(long = "api.watch-progress-notify-interval", env = "ARMADA_API_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub api_watch_progress_notify_interval: Duration,
     /// TLS certificate of the API server (TLS is not implemented yet; setting it is an error).
     #[arg(long = "api.cert-filename", env = "ARMADA_API_CERT_FILENAME")]
     pub api_cert_filename: Option<PathBuf>,
@@ -456,6 +461,11 @@ impl LeaderArgs {
         if self.raft_node_id == 0 {
             return Err(Error::InvalidInput("--raft.node-id must be >= 1".into()));
         }
+        if self.api_watch_progress_notify_interval < Duration::from_millis(100) {
+            return Err(Error::InvalidInput(
+                "--api.watch-progress-notify-interval must be at least 100ms".into(),
+            ));
+        }
         let members = parse_initial_members(&self.raft_initial_members)?;
         if !members.is_empty() {
             match members.get(&self.raft_node_id) {
@@ -527,6 +537,7 @@ impl LeaderArgs {
             api_listen,
             api_advertise: advertise,
             default_table: self.api_default_table.clone(),
+            watch_progress_interval: self.api_watch_progress_notify_interval,
             rest_listen,
             raft_listen,
             replication,

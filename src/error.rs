@@ -109,6 +109,30 @@ impl std::fmt::Display for EtcdError {
 
 impl std::error::Error for EtcdError {}
 
+/// Why etcd refuses or ends a watcher: sent as a Watch response's
+/// `cancel_reason` (etcd `mvcc` package errors, without the `etcdserver:`
+/// prefix), not as a gRPC status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchError {
+    /// A negative start revision (etcd >= 3.5.24 answers it like this).
+    Compacted,
+    EmptyRange,
+    DuplicateId,
+    /// The table was deleted while the watcher was on it (Armada only).
+    TableDeleted,
+}
+
+impl WatchError {
+    pub fn message(self) -> &'static str {
+        match self {
+            WatchError::Compacted => "mvcc: required revision has been compacted",
+            WatchError::EmptyRange => "mvcc: watcher range is empty",
+            WatchError::DuplicateId => "mvcc: duplicate watch ID provided on the WatchStream",
+            WatchError::TableDeleted => "armada: the table was deleted",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A deterministic etcd error; see [`EtcdError`].

@@ -1,15 +1,16 @@
-//! The etcd gRPC surface (KV, Maintenance, Cluster) and Armada's Tables
-//! service, as tonic services. Handlers validate, pick the table named by the
-//! `armada-table` metadata (or the node's default table), and call its Raft
-//! group; they never touch LMDB themselves.
+//! The etcd gRPC surface (KV, Watch, Maintenance, Cluster) and Armada's
+//! Tables service, as tonic services. Handlers validate, pick the table named
+//! by the `armada-table` metadata (or the node's default table), and call its
+//! Raft group or watch hub; they never touch LMDB themselves.
 //!
-//! Watch, Lease, Auth, Lock and Election are not served yet: tonic answers
+//! Lease, Auth, Lock and Election are not served yet: tonic answers
 //! `Unimplemented` for them, which etcd clients report as such.
 
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
 pub mod tables;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,6 +6,12 @@
 //! request's own earlier changes, and the store revision moves to `begin + 1`
 //! only if something changed. [`apply`] is deterministic; an etcd error is a
 //! result, and only storage failures are `Err`.
+//!
+//! Every change also becomes a watch event (etcd `watchable_store_txn.go`):
+//! a PUT carries the new version and the version it replaced, a DELETE only
+//! the key and the deletion revision plus the deleted version. They are
+//! handed out only for a request that succeeded, so a failed Txn whose
+//! writes are rolled back produces none.
 
 use super::command::{Applied, Command, CommandResult};
 use super::range::{self, KeyRange};
@@ -15,12 +21,18 @@ use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
-use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
-/// Applies one command. The caller commits or aborts the surrounding storage
-/// transaction; a `Txn` that fails must be rolled back by the caller, since it
-/// may fail after some of its writes (see [`needs_rollback_scope`]).
-pub fn apply(store: &mut dyn MvccWrite, cmd: &Command) -> Result<CommandResult> {
+/// Applies one command and appends the watch events of its changes to
+/// `events` (all at the command's one revision, in sub-revision order). The
+/// caller commits or aborts the surrounding storage transaction; a `Txn`
+/// that fails must be rolled back by the caller, since it may fail after
+/// some of its writes (see [`needs_rollback_scope`]).
+pub fn apply(
+    store: &mut dyn MvccWrite,
+    cmd: &Command,
+    events: &mut Vec<Event>,
+) -> Result<CommandResult> {
     let mut w = TxnWrite::begin(store)?;
     let result = match cmd {
         Command::Put(req) => w.standalone_put(req).map(|r| r.map(Applied::Put)),
@@ -29,7 +41,7 @@ pub fn apply(store: &mut dyn MvccWrite, cmd: &Command) -> Result<CommandResult> 
         Command::Compact(req) => w.compact(req).map(|r| r.map(Applied::Compact)),
     }?;
     if result.is_ok() {
-        w.finish()?;
+        events.append(&mut w.finish()?);
     }
     Ok(result)
 }
@@ -45,6 +57,7 @@ pub struct TxnWrite<'a> {
     store: &'a mut dyn MvccWrite,
     begin: RevisionState,
     changes: i64,
+    events: Vec<Event>,
 }
 
 impl<'a> TxnWrite<'a> {
@@ -54,6 +67,7 @@ impl<'a> TxnWrite<'a> {
             store,
             begin,
             changes: 0,
+            events: Vec::new(),
         })
     }
 
@@ -132,12 +146,18 @@ impl<'a> TxnWrite<'a> {
         };
         self.store.put(&kv, self.changes)?;
         self.changes += 1;
+        let prev_kv = if req.prev_kv { existing.clone() } else { None };
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: existing,
+        });
         Ok(Ok(PutResponse {
             header: Some(ResponseHeader {
                 revision: rev,
                 ..Default::default()
             }),
-            prev_kv: if req.prev_kv { existing } else { None },
+            prev_kv,
         }))
     }
 
@@ -154,6 +174,15 @@ impl<'a> TxnWrite<'a> {
         for kv in &victims {
             self.store.tombstone(&kv.key, rev, self.changes)?;
             self.changes += 1;
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue {
+                    key: kv.key.clone(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
+                prev_kv: Some(kv.clone()),
+            });
         }
         Ok(DeleteRangeResponse {
             header: Some(ResponseHeader {
@@ -190,14 +219,15 @@ impl<'a> TxnWrite<'a> {
         }))
     }
 
-    /// Moves the store revision if this request changed anything.
-    fn finish(self) -> Result<()> {
+    /// Moves the store revision if this request changed anything, and
+    /// hands out the request's watch events.
+    fn finish(self) -> Result<Vec<Event>> {
         if self.changes > 0 {
             self.store.set_revision_state(RevisionState {
                 current: self.write_rev(),
                 ..self.begin
             })?;
         }
-        Ok(())
+        Ok(self.events)
     }
 }

@@ -21,6 +21,7 @@ pub mod command;
 pub mod range;
 pub mod txn;
 pub mod validate;
+pub mod watch;
 
 use crate::error::Result;
 use crate::pb::mvccpb::KeyValue;
@@ -59,6 +60,17 @@ pub trait MvccRead {
         range: &KeyRange,
         rev: i64,
         visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<()>;
+
+    /// Calls `visit(revision, key, deleted)` for every change whose main
+    /// revision is in `[from, to]`, in revision and sub-revision order,
+    /// until it returns false. Changes below the compaction revision are
+    /// gone; those at it are kept.
+    fn changes(
+        &self,
+        from: i64,
+        to: i64,
+        visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
     ) -> Result<()>;
 }
 

@@ -638,6 +638,11 @@ impl RaftGroup {
         blocking(move || sm.db.read(f)).await
     }
 
+    /// The state machine a watch hub serves from.
+    pub(crate) fn watch_source(&self) -> Arc<Shared> {
+        self.sm.clone()
+    }
+
     pub fn alarm_no_space(&self) -> bool {
         self.sm.no_space.load(Ordering::Relaxed)
     }

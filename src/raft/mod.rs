@@ -20,6 +20,7 @@ pub mod proposer;
 pub mod registry;
 pub mod state_machine;
 pub mod transport;
+pub mod watch;
 
 use openraft::BasicNode;
 

@@ -22,6 +22,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::group::{GroupConfig, RaftGroup};
 use super::network::Peers;
+use super::watch::hub::WatchHub;
 use super::NodeId;
 use crate::error::{Error, Result};
 use crate::kv::command::{Applied, Command};
@@ -109,6 +110,8 @@ pub struct Registry {
     incoming: RwLock<HashMap<String, (u64, Arc<RaftGroup>)>>,
     /// Serializes reconciles, so a group's LMDB envs are opened once.
     reconciling: Mutex<()>,
+    /// Each running table's watchers; a hub outlives incarnation swaps.
+    hubs: std::sync::Mutex<HashMap<String, Arc<WatchHub>>>,
 }
 
 /// Table names become directory names and metadata values: keep them plain.
@@ -217,6 +220,7 @@ impl Registry {
             groups: RwLock::new(HashMap::new()),
             incoming: RwLock::new(HashMap::new()),
             reconciling: Mutex::new(()),
+            hubs: std::sync::Mutex::new(HashMap::new()),
         });
         registry.reconcile().await?;
         tokio::spawn(Self::follow_meta(Arc::downgrade(&registry)));
@@ -316,7 +320,8 @@ impl Registry {
                     .groups
                     .write()
                     .await
-                    .insert(name.clone(), (epoch, group));
+                    .insert(name.clone(), (epoch, group.clone()));
+                self.attach_watchers(&name, &group, old.as_ref().map(|(_, g)| &**g));
                 if let Some((_, old)) = old {
                     old.shutdown().await;
                 }
@@ -329,6 +334,9 @@ impl Registry {
                 continue;
             }
             let removed = self.groups.write().await.remove(&name);
+            if let Some(hub) = self.hubs.lock().unwrap().remove(&name) {
+                hub.close();
+            }
             if let Some((_, group)) = removed {
                 tracing::info!(table = %name, epoch, "stopping deleted table");
                 group.shutdown().await;
@@ -367,7 +375,8 @@ impl Registry {
                 .groups
                 .write()
                 .await
-                .insert(name.clone(), (*epoch, group));
+                .insert(name.clone(), (*epoch, group.clone()));
+            self.attach_watchers(name, &group, old.as_ref().map(|(_, g)| &**g));
             if let Some((old_epoch, old)) = old {
                 tracing::info!(table = %name, epoch = old_epoch, "stopping a replaced incarnation");
                 old.shutdown().await;
@@ -380,6 +389,36 @@ impl Registry {
             self.remove_stale_dirs(&want, &self.running_dirs().await);
         }
         Ok(())
+    }
+
+    /// Points table `name`'s watch hub at `group`, the incarnation that now
+    /// serves it (creating the hub for a new table). Watchers resume on a
+    /// recovered copy of the same leader-cluster lineage; on anything else
+    /// (a table re-created or restored, or any swap on a leader cluster)
+    /// they are canceled with the compaction signal.
+    fn attach_watchers(&self, name: &str, group: &RaftGroup, old: Option<&RaftGroup>) {
+        let lineage = |g: &RaftGroup| g.replicated().map_or(0, |(_, epoch)| epoch);
+        let changed = old.is_some_and(|old| {
+            let before = lineage(old);
+            before == 0 || before != lineage(group)
+        });
+        let hub = (self.hubs.lock().unwrap())
+            .entry(name.to_string())
+            .or_insert_with(|| WatchHub::new(name))
+            .clone();
+        hub.attach(group.watch_source(), changed);
+    }
+
+    /// The watch hub of a running table.
+    pub async fn watch_hub(&self, name: &str) -> Result<Arc<WatchHub>> {
+        self.get(name).await?;
+        (self.hubs.lock().unwrap().get(name).cloned())
+            .ok_or_else(|| Error::TableNotFound(name.to_string()))
+    }
+
+    /// Every table's watch hub, for metrics.
+    pub fn watch_hubs(&self) -> Vec<Arc<WatchHub>> {
+        self.hubs.lock().unwrap().values().cloned().collect()
     }
 
     /// The directories (`<name>.<epoch>`) of the incarnations this node runs.

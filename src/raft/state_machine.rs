@@ -17,10 +17,12 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::watch::feed::EventFeed;
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::apply::{apply, needs_rollback_scope};
 use crate::kv::command::{Command, CommandResult, Proposal};
+use crate::kv::watch::RevisionEvents;
 use crate::kv::{MvccRead, RevisionState};
 use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
 
@@ -37,6 +39,8 @@ pub struct Shared {
     next_snapshot: AtomicU64,
     /// Raised when LMDB's map filled up (etcd's NOSPACE alarm).
     pub no_space: AtomicBool,
+    /// Every committed revision's watch events, for the table's watch hub.
+    pub feed: EventFeed,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -72,8 +76,10 @@ impl StateMachine {
                 let _ = std::fs::remove_file(snapshot_dir.join(name));
             }
         }
+        let state = db.read(|r| r.revision_state())?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
+                feed: EventFeed::new(state),
                 db,
                 snapshot_dir: snapshot_dir.to_path_buf(),
                 current: Mutex::new(current),
@@ -101,7 +107,7 @@ impl StateMachine {
         let shared = self.shared.clone();
         let file = file.to_path_buf();
         blocking(move || {
-            shared.db.load_from(&file)?;
+            shared.load_from(&file)?;
             // The copy carries the leader cluster's own Raft state: replace it.
             shared.db.write(|w| {
                 w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(log_id))?)?;
@@ -143,6 +149,14 @@ impl Shared {
         })
     }
 
+    /// Replaces the whole state with a snapshot file's, and tells watchers
+    /// that history was replaced.
+    fn load_from(&self, path: &Path) -> Result<()> {
+        self.db.load_from(path)?;
+        self.feed.reset(self.db.read(|r| r.revision_state())?);
+        Ok(())
+    }
+
     fn new_snapshot_path(&self, kind: &str) -> (String, PathBuf) {
         let n = self.next_snapshot.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
@@ -182,15 +196,21 @@ fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
     Ok((last, membership))
 }
 
-/// Applies one entry into `w`, a result per command; the caller records the
+/// Applies one entry into `w`, a result per command, and appends the watch
+/// events of each revision it wrote to `events`; the caller records the
 /// last applied id. A Txn runs in a nested scope so that a late failure
 /// leaves no trace of its earlier operations.
-fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResult>> {
+fn apply_entry(
+    w: &mut Writer<'_, '_>,
+    entry: &Entry,
+    events: &mut Vec<RevisionEvents>,
+) -> Result<Vec<CommandResult>> {
     match &entry.payload {
         EntryPayload::Blank => Ok(Vec::new()),
-        EntryPayload::Normal(Proposal::Local(commands)) => {
-            commands.iter().map(|cmd| apply_command(w, cmd)).collect()
-        }
+        EntryPayload::Normal(Proposal::Local(commands)) => commands
+            .iter()
+            .map(|cmd| apply_command(w, cmd, events))
+            .collect(),
         EntryPayload::Normal(Proposal::Replicated(batch)) => {
             // Skip what the table holds already, and record the new leader
             // index in the same transaction as the data it stands for.
@@ -201,7 +221,7 @@ fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResul
                     continue;
                 }
                 for cmd in &e.commands {
-                    results.push(apply_command(w, cmd)?);
+                    results.push(apply_command(w, cmd, events)?);
                 }
                 held = e.leader_index;
             }
@@ -216,16 +236,33 @@ fn apply_entry(w: &mut Writer<'_, '_>, entry: &Entry) -> Result<Vec<CommandResul
     }
 }
 
-fn apply_command(w: &mut Writer<'_, '_>, cmd: &Command) -> Result<CommandResult> {
-    if needs_rollback_scope(cmd) {
+fn apply_command(
+    w: &mut Writer<'_, '_>,
+    cmd: &Command,
+    events: &mut Vec<RevisionEvents>,
+) -> Result<CommandResult> {
+    let mut changes = Vec::new();
+    let result = if needs_rollback_scope(cmd) {
         w.scoped(|w| {
-            let r = apply(w, cmd)?;
+            let r = apply(w, cmd, &mut changes)?;
             let keep = r.is_ok();
             Ok((r, keep))
         })
     } else {
-        apply(w, cmd)
+        apply(w, cmd, &mut changes)
+    }?;
+    // One write request is one revision; its changes share it.
+    if let Some(revision) = changes
+        .first()
+        .and_then(|e| e.kv.as_ref())
+        .map(|kv| kv.mod_revision)
+    {
+        events.push(RevisionEvents {
+            revision,
+            events: changes,
+        });
     }
+    Ok(result)
 }
 
 /// The leader index and epoch a follower cluster's table holds ((0, 0): none).
@@ -248,16 +285,22 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
         return Ok(Vec::new());
     };
     let whole = shared.db.write(|w| {
+        let mut events = Vec::new();
         let results = entries
             .iter()
-            .map(|e| apply_entry(w, e))
+            .map(|e| apply_entry(w, e, &mut events))
             .collect::<Result<Vec<_>>>()?;
         w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(last.log_id))?)?;
-        Ok(results)
+        Ok((results, events, w.revision_state()?))
     });
     match whole {
         Err(e) if is_map_full(&e) => {}
-        other => return other,
+        Err(e) => return Err(e),
+        Ok((results, events, state)) => {
+            // Committed: now, and not before, watchers may see it.
+            shared.feed.publish(events, state);
+            return Ok(results);
+        }
     }
     // The map is full: find the entries that still fit, one at a time.
     shared.no_space.store(true, Ordering::Relaxed);
@@ -265,16 +308,21 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
     for entry in entries {
         let log_id = bincode::serialize(&Some(entry.log_id))?;
         let one = shared.db.write(|w| {
-            let r = apply_entry(w, entry)?;
+            let mut events = Vec::new();
+            let r = apply_entry(w, entry, &mut events)?;
             w.put_meta(LAST_APPLIED, &log_id)?;
-            Ok(r)
+            Ok((r, events, w.revision_state()?))
         });
         let r = match one {
             Err(e) if is_map_full(&e) => {
                 shared.db.write(|w| w.put_meta(LAST_APPLIED, &log_id))?;
                 vec![Err(EtcdError::NoSpace); command_count(entry)]
             }
-            other => other?,
+            Err(e) => return Err(e),
+            Ok((r, events, state)) => {
+                shared.feed.publish(events, state);
+                r
+            }
         };
         results.push(r);
     }
@@ -341,7 +389,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let shared = self.shared.clone();
         let meta = meta.clone();
         blocking(move || {
-            shared.db.load_from(&path)?;
+            shared.load_from(&path)?;
             shared.set_current(CurrentSnapshot { meta, file: name })
         })
         .await

@@ -319,6 +319,32 @@ fn scan(
     Ok(())
 }
 
+fn changes(
+    txn: &RoTxn,
+    dbs: &Dbs,
+    from: i64,
+    to: i64,
+    visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
+) -> Result<()> {
+    let lo = keys::revision_key(from.max(0), 0);
+    let hi = keys::revision_key(to, i64::MAX);
+    for item in dbs
+        .revs
+        .range(txn, &(Included(&lo[..]), Included(&hi[..])))?
+    {
+        let (rev, change) = item?;
+        let (main, _) =
+            keys::decode_revision_key(rev).ok_or_else(|| Error::Corrupt("bad revs key".into()))?;
+        let (tag, key) = change
+            .split_first()
+            .ok_or_else(|| Error::Corrupt("empty revs value".into()))?;
+        if !visit(main, key, *tag == TAG_TOMBSTONE) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 impl MvccRead for Reader<'_> {
     fn revision_state(&self) -> Result<RevisionState> {
         revision_state(self.txn, &self.dbs)
@@ -333,6 +359,14 @@ impl MvccRead for Reader<'_> {
         visit: &mut dyn FnMut(KeyValue) -> bool,
     ) -> Result<()> {
         scan(self.txn, &self.dbs, range, rev, visit)
+    }
+    fn changes(
+        &self,
+        from: i64,
+        to: i64,
+        visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
+    ) -> Result<()> {
+        changes(self.txn, &self.dbs, from, to, visit)
     }
 }
 
@@ -351,6 +385,14 @@ impl MvccRead for Writer<'_, '_> {
         visit: &mut dyn FnMut(KeyValue) -> bool,
     ) -> Result<()> {
         self.reader().scan(range, rev, visit)
+    }
+    fn changes(
+        &self,
+        from: i64,
+        to: i64,
+        visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
+    ) -> Result<()> {
+        self.reader().changes(from, to, visit)
     }
 }
 

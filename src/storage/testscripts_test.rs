@@ -154,7 +154,7 @@ fn run(db: &MvccDb, line: &str, out: &mut String) {
         }
         other => panic!("unknown command {other}"),
     };
-    let result = db.write(|w| apply(w, &cmd)).unwrap();
+    let result = db.write(|w| apply(w, &cmd, &mut Vec::new())).unwrap();
     writeln!(
         out,
         "  {}",

@@ -1,0 +1,188 @@
+//! etcd's Watch service (`v3rpc/watch.go`): one bidi stream per call,
+//! carrying any number of watchers of one table (chosen by `armada-table`
+//! as for KV). Requests go to the table's watch hub, which decides every
+//! response and queues it in order; this file only moves requests in and
+//! responses out: it fills the header, splits big responses for watchers
+//! that asked for fragments, ticks progress notifications, and ends the
+//! stream when the client goes away, the node stops, or (with `hasleader`
+//! metadata) the table has had no raft leader for three election timeouts.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Context;
+use crate::error::EtcdError;
+use crate::kv::validate::MAX_REQUEST_BYTES;
+use crate::kv::watch::fragments;
+use crate::pb::etcdserverpb::watch_request::RequestUnion;
+use crate::pb::etcdserverpb::watch_server::Watch;
+use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::raft::group::RaftGroup;
+use crate::raft::watch::hub::{WatchHub, WatchStream};
+
+/// etcd fragments responses of at least `--max-request-bytes` plus gRPC's
+/// overhead allowance.
+const FRAGMENT_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
+
+/// etcd's `maxNoLeaderCnt`: a `hasleader` stream ends after this many
+/// election timeouts without a raft leader.
+const NO_LEADER_TIMEOUTS: u32 = 3;
+
+pub struct WatchService {
+    pub ctx: Arc<Context>,
+    /// `--api.watch-progress-notify-interval`.
+    pub progress_interval: Duration,
+    /// Becomes true when the node stops: every stream ends.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let metadata = request.metadata().clone();
+        let group = self.ctx.group(&metadata).await?;
+        let hub = (self.ctx.registry)
+            .watch_hub(&self.ctx.table_name(&metadata)?)
+            .await
+            .map_err(Status::from)?;
+        let has_leader = metadata.get("hasleader").is_some_and(|v| v == "true");
+        let stream = hub.open_stream();
+        let ended = Arc::new(Mutex::new(None));
+        tokio::spawn(
+            Receiver {
+                hub: hub.clone(),
+                stream: stream.id,
+                queue: stream.queue.clone(),
+                group: group.clone(),
+                ended: ended.clone(),
+                progress_interval: self.progress_interval,
+                stop: self.stop.clone(),
+            }
+            .run(request.into_inner(), has_leader),
+        );
+        Ok(Response::new(responses(
+            self.ctx.clone(),
+            group,
+            stream,
+            ended,
+        )))
+    }
+}
+
+/// The request side of a stream, with its timers.
+struct Receiver {
+    hub: Arc<WatchHub>,
+    stream: u64,
+    queue: Arc<crate::raft::watch::queue::StreamQueue>,
+    group: Arc<RaftGroup>,
+    /// The error the stream ends with, if it does not end cleanly.
+    ended: Arc<Mutex<Option<Status>>>,
+    progress_interval: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Receiver {
+    async fn run(self, mut requests: Streaming<WatchRequest>, has_leader: bool) {
+        let mut stop = self.stop.clone();
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.progress_interval,
+            self.progress_interval,
+        );
+        let election = Duration::from_millis(self.group.raft().config().election_timeout_max)
+            .max(Duration::from_millis(100));
+        let mut leader_check = tokio::time::interval(election);
+        let mut leaderless = 0;
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                msg = requests.message(), if reading => match msg {
+                    Ok(Some(req)) => self.handle(req),
+                    // A half-closed stream keeps delivering, as etcd's does.
+                    Ok(None) => reading = false,
+                    Err(_) => break,
+                },
+                _ = progress.tick() => self.hub.progress_tick(self.stream),
+                _ = leader_check.tick(), if has_leader => {
+                    leaderless = if self.group.has_leader() { 0 } else { leaderless + 1 };
+                    if leaderless >= NO_LEADER_TIMEOUTS {
+                        *self.ended.lock().unwrap() = Some(EtcdError::NoLeader.into());
+                        break;
+                    }
+                }
+                _ = self.queue.wait_closed() => return,
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
+        self.queue.close();
+    }
+
+    fn handle(&self, req: WatchRequest) {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(create)) => self.hub.create(self.stream, &create),
+            Some(RequestUnion::CancelRequest(cancel)) => {
+                self.hub.cancel(self.stream, cancel.watch_id)
+            }
+            Some(RequestUnion::ProgressRequest(_)) => self.hub.request_progress(self.stream),
+            None => {}
+        }
+    }
+}
+
+/// The response side: the stream's queue, with headers filled and big
+/// responses fragmented; dropping it (the client went away) drops the
+/// `WatchStream`, which cancels every watcher of the stream.
+fn responses(
+    ctx: Arc<Context>,
+    group: Arc<RaftGroup>,
+    stream: WatchStream,
+    ended: Arc<Mutex<Option<Status>>>,
+) -> ResponseStream {
+    struct State {
+        ctx: Arc<Context>,
+        group: Arc<RaftGroup>,
+        stream: WatchStream,
+        ended: Arc<Mutex<Option<Status>>>,
+        pieces: std::collections::VecDeque<WatchResponse>,
+        done: bool,
+    }
+    let state = State {
+        ctx,
+        group,
+        stream,
+        ended,
+        pieces: Default::default(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        if let Some(piece) = s.pieces.pop_front() {
+            return Some((Ok(piece), s));
+        }
+        if s.done {
+            return None;
+        }
+        let Some(mut resp) = s.stream.queue.pop().await else {
+            s.done = true;
+            let end = s.ended.lock().unwrap().take();
+            return end.map(|status| (Err(status), s));
+        };
+        s.ctx.fill(&s.group, &mut resp.header, None);
+        s.pieces = if resp.fragment {
+            fragments(resp, FRAGMENT_BYTES).into()
+        } else {
+            [resp].into()
+        };
+        let first = s.pieces.pop_front().expect("at least one piece");
+        Some((Ok(first), s))
+    }))
+}

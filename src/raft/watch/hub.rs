@@ -1,0 +1,654 @@
+//! The watchers of one table (etcd's `watchableStore`): registration, live
+//! fan-out of what the state machine published, and catch-up of watchers
+//! that are behind, from the feed's buffer or from LMDB history.
+//!
+//! Invariants, all under the one state lock:
+//! - `fanned` is the revision through which every synced watcher has been
+//!   handed every event it wants. A watcher is *synced* iff its `next_rev >
+//!   fanned`; otherwise it is *unsynced* and only the catch-up pass serves
+//!   it. Registration decides with the same lock, so a new watcher gets
+//!   each revision exactly once: from history or live, never both, never
+//!   neither (etcd's notify-before-`currentRev++`).
+//! - `next_rev` only grows, except that a restore never lowers it (etcd
+//!   #15271): it is the first revision the watcher has not been given.
+//! - Nothing waits on a client: a watcher whose stream queue is full falls
+//!   behind into the unsynced set and is served from history once there is
+//!   room again. Events are never dropped; a watcher whose history was
+//!   compacted away gets etcd's compaction cancel, delivered before anything
+//!   else and never skipped (etcd #17529).
+//! - Progress notifications go through the same queue as events and report
+//!   `fanned`, only for watchers that are synced and past their start.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use super::feed::FeedRead;
+use super::matcher::Matcher;
+use super::queue::StreamQueue;
+use super::WatcherId;
+use crate::error::WatchError;
+use crate::kv::watch::{self, RevisionEvents, Selector};
+use crate::pb::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
+use crate::pb::mvccpb::Event;
+use crate::raft::state_machine::Shared;
+
+/// A catch-up pass reads at most about this much history from LMDB.
+const CATCH_UP_BYTES: usize = 16 << 20;
+
+/// Watch counters of one table, for metrics.
+#[derive(Default)]
+pub struct WatchCounts {
+    pub streams: usize,
+    pub watchers: usize,
+    pub unsynced: usize,
+    pub events_sent: u64,
+    pub slow_watchers: u64,
+}
+
+pub struct WatchHub {
+    pub table: String,
+    state: Mutex<HubState>,
+    wake: Arc<Notify>,
+    events_sent: AtomicU64,
+    slow_watchers: AtomicU64,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// The state machine this hub serves from, and its feed generation.
+    source: Option<Arc<Shared>>,
+    generation: u64,
+    fanned: i64,
+    compacted: i64,
+    watchers: HashMap<WatcherId, Watcher>,
+    synced: Matcher,
+    unsynced: BTreeSet<WatcherId>,
+    streams: HashMap<u64, StreamWatchers>,
+    next_stream: u64,
+    closed: bool,
+}
+
+struct StreamWatchers {
+    queue: Arc<StreamQueue>,
+    /// etcd's `nextID`: auto ids start at 0 and skip ids in use.
+    next_auto: i64,
+    ids: BTreeSet<i64>,
+}
+
+struct Watcher {
+    selector: Selector,
+    next_rev: i64,
+    /// The first revision it may get: progress waits until `fanned` reaches
+    /// it (etcd #20290).
+    first_rev: i64,
+    progress_notify: bool,
+    /// The client accepts a big response in fragments.
+    fragment: bool,
+    /// Got a response with events since the last progress tick.
+    sent_since_tick: bool,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// One Watch stream's handle on the hub; dropping it cancels its watchers.
+pub struct WatchStream {
+    pub id: u64,
+    pub queue: Arc<StreamQueue>,
+    hub: Arc<WatchHub>,
+}
+
+impl WatchStream {
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.hub
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.hub.close_stream(self.id);
+    }
+}
+
+impl WatchHub {
+    /// A hub for `table` with no source yet; its task runs until the hub
+    /// is dropped or closed.
+    pub fn new(table: &str) -> Arc<WatchHub> {
+        let hub = Arc::new(WatchHub {
+            table: table.to_string(),
+            state: Mutex::new(HubState::default()),
+            wake: Arc::new(Notify::new()),
+            events_sent: AtomicU64::new(0),
+            slow_watchers: AtomicU64::new(0),
+        });
+        tokio::spawn(run(Arc::downgrade(&hub), hub.wake.clone()));
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Serves from `sm` (a table incarnation) from now on. Watchers move to
+    /// catch-up against it and resume exactly where they were, unless its
+    /// history is another lineage than the previous source's (`lineage`:
+    /// the leader cluster's epoch of the data): then every watcher is
+    /// canceled with the compaction signal, so clients re-list as they do
+    /// after a compaction, instead of getting events that never happened.
+    pub fn attach(&self, sm: Arc<Shared>, lineage_changed: bool) {
+        let mut st = self.lock();
+        if st.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, &sm)) {
+            return;
+        }
+        if let Some(old) = st.source.take() {
+            old.feed.detach();
+        }
+        sm.feed.attach(self.wake.clone());
+        let (state, generation) = sm.feed.state();
+        if lineage_changed {
+            st.cancel_all(|id| WatchResponse {
+                watch_id: id,
+                canceled: true,
+                compact_revision: state.current,
+                ..Default::default()
+            });
+        } else {
+            st.all_behind();
+        }
+        st.source = Some(sm);
+        st.generation = generation;
+        st.fanned = state.current;
+        st.compacted = state.compacted;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The table was deleted: every watcher is canceled with a reason.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.cancel_all(|id| WatchResponse {
+            watch_id: id,
+            canceled: true,
+            cancel_reason: WatchError::TableDeleted.message().to_string(),
+            ..Default::default()
+        });
+        if let Some(old) = st.source.take() {
+            old.feed.detach();
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    pub fn open_stream(self: &Arc<Self>) -> WatchStream {
+        let queue = Arc::new(StreamQueue::new(self.wake.clone()));
+        let mut st = self.lock();
+        let id = st.next_stream;
+        st.next_stream += 1;
+        st.streams.insert(
+            id,
+            StreamWatchers {
+                queue: queue.clone(),
+                next_auto: 0,
+                ids: BTreeSet::new(),
+            },
+        );
+        WatchStream {
+            id,
+            queue,
+            hub: self.clone(),
+        }
+    }
+
+    fn close_stream(&self, stream: u64) {
+        let mut st = self.lock();
+        if let Some(sw) = st.streams.remove(&stream) {
+            for id in sw.ids {
+                st.remove_watcher((stream, id));
+            }
+            sw.queue.close();
+        }
+    }
+
+    /// etcd's create: answers `created` (or created + canceled with the
+    /// reason) on the stream before any event of the new watcher.
+    pub fn create(&self, stream: u64, req: &WatchCreateRequest) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(sw) = st.streams.get_mut(&stream) else {
+            return;
+        };
+        let current = st
+            .source
+            .as_ref()
+            .map_or(st.fanned, |s| s.feed.state().0.current);
+        let refuse = |sw: &StreamWatchers, e: WatchError| {
+            sw.queue.push_control(WatchResponse {
+                header: header(current),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: e.message().to_string(),
+                ..Default::default()
+            });
+        };
+        if st.closed {
+            return refuse(sw, WatchError::TableDeleted);
+        }
+        if req.start_revision < 0 {
+            return refuse(sw, WatchError::Compacted);
+        }
+        let selector = match Selector::from_create(req) {
+            Ok(s) => s,
+            Err(e) => return refuse(sw, e),
+        };
+        let id = if req.watch_id == 0 {
+            while sw.ids.contains(&sw.next_auto) {
+                sw.next_auto += 1;
+            }
+            sw.next_auto += 1;
+            sw.next_auto - 1
+        } else if sw.ids.contains(&req.watch_id) {
+            return refuse(sw, WatchError::DuplicateId);
+        } else {
+            req.watch_id
+        };
+        sw.ids.insert(id);
+        sw.queue.push_control(WatchResponse {
+            header: header(current),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        });
+        let start = req.start_revision;
+        let next_rev = if start == 0 || start > current {
+            start.max(current + 1)
+        } else {
+            start
+        };
+        let w = Watcher {
+            selector,
+            next_rev,
+            first_rev: next_rev,
+            progress_notify: req.progress_notify,
+            fragment: req.fragment,
+            sent_since_tick: false,
+        };
+        let wid = (stream, id);
+        if next_rev > st.fanned {
+            st.synced.insert(wid, &w.selector.range);
+        } else {
+            st.unsynced.insert(wid);
+            self.wake.notify_one();
+        }
+        st.watchers.insert(wid, w);
+    }
+
+    /// etcd's cancel: answers `canceled` for a watcher of this stream;
+    /// an unknown id is ignored.
+    pub fn cancel(&self, stream: u64, watch_id: i64) {
+        let mut st = self.lock();
+        let current = st
+            .source
+            .as_ref()
+            .map_or(st.fanned, |s| s.feed.state().0.current);
+        let Some(sw) = st.streams.get_mut(&stream) else {
+            return;
+        };
+        if !sw.ids.remove(&watch_id) {
+            return;
+        }
+        let queue = sw.queue.clone();
+        st.remove_watcher((stream, watch_id));
+        queue.push_control(WatchResponse {
+            header: header(current),
+            watch_id,
+            canceled: true,
+            ..Default::default()
+        });
+    }
+
+    /// etcd's WatchProgressRequest: one response with watch_id -1 at the
+    /// fanned revision, only if every watcher of the stream is synced (and
+    /// past its start); otherwise nothing and the client asks again.
+    pub fn request_progress(&self, stream: u64) {
+        let st = self.lock();
+        let Some(sw) = st.streams.get(&stream) else {
+            return;
+        };
+        if sw.ids.iter().all(|id| st.is_caught_up((stream, *id))) {
+            sw.queue.try_push_event(WatchResponse {
+                header: header(st.fanned),
+                watch_id: -1,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// A tick of the stream's progress timer: each `progress_notify`
+    /// watcher that got no events since the last tick and is caught up gets
+    /// an empty response at the fanned revision.
+    pub fn progress_tick(&self, stream: u64) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(sw) = st.streams.get(&stream) else {
+            return;
+        };
+        for id in &sw.ids {
+            let wid = (stream, *id);
+            let caught_up = st.is_caught_up(wid);
+            let Some(w) = st.watchers.get_mut(&wid) else {
+                continue;
+            };
+            if !w.progress_notify {
+                continue;
+            }
+            if !w.sent_since_tick && caught_up {
+                sw.queue.try_push_event(WatchResponse {
+                    header: header(st.fanned),
+                    watch_id: *id,
+                    ..Default::default()
+                });
+            }
+            w.sent_since_tick = false;
+        }
+    }
+
+    pub fn counts(&self) -> WatchCounts {
+        let st = self.lock();
+        WatchCounts {
+            streams: st.streams.len(),
+            watchers: st.watchers.len(),
+            unsynced: st.unsynced.len(),
+            events_sent: self.events_sent.load(Ordering::Relaxed),
+            slow_watchers: self.slow_watchers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fans out what the source published since `fanned`, then runs one
+    /// catch-up pass. Returns true if there may be more to do right away.
+    async fn step(&self) -> bool {
+        let (sm, fanned) = {
+            let mut st = self.lock();
+            let Some(sm) = st.source.clone() else {
+                return false;
+            };
+            let (state, generation) = sm.feed.state();
+            if generation != st.generation {
+                // A snapshot replaced the state: everyone catches up from it.
+                st.all_behind();
+                st.generation = generation;
+                st.fanned = state.current;
+            }
+            st.compacted = state.compacted;
+            (sm, st.fanned)
+        };
+        let read = sm.feed.read(fanned, i64::MAX);
+        {
+            let mut st = self.lock();
+            if !st.serves(&sm) || st.fanned != fanned {
+                return true;
+            }
+            match read {
+                FeedRead::Revisions(revs) => {
+                    for rev in &revs {
+                        self.deliver_live(&mut st, rev);
+                    }
+                }
+                FeedRead::Gap => {
+                    // Published faster than fanned out: the synced catch up
+                    // from LMDB like any lagging watcher.
+                    st.all_behind();
+                    st.fanned = sm.feed.state().0.current;
+                }
+            }
+            if st.unsynced.is_empty() {
+                return false;
+            }
+        }
+        self.catch_up(&sm).await
+    }
+
+    /// Hands one published revision to the synced watchers it concerns.
+    fn deliver_live(&self, st: &mut HubState, rev: &RevisionEvents) {
+        // Which events (by position) each concerned watcher may want.
+        let mut per: Vec<(WatcherId, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<WatcherId, usize> = HashMap::new();
+        for (i, e) in rev.events.iter().enumerate() {
+            let Some(kv) = &e.kv else { continue };
+            st.synced.matching(&kv.key, |id| {
+                let slot = *index.entry(id).or_insert_with(|| {
+                    per.push((id, Vec::new()));
+                    per.len() - 1
+                });
+                per[slot].1.push(i);
+            });
+        }
+        for (id, positions) in per {
+            let Some(w) = st.watchers.get_mut(&id) else {
+                continue;
+            };
+            if w.next_rev > rev.revision {
+                continue; // starts later
+            }
+            let events: Vec<Event> = (positions.iter())
+                .filter_map(|i| w.selector.project(&rev.events[*i]))
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            let n = events.len() as u64;
+            let Some(sw) = st.streams.get(&id.0) else {
+                continue;
+            };
+            let sent = sw.queue.try_push_event(WatchResponse {
+                header: header(rev.revision),
+                watch_id: id.1,
+                events,
+                fragment: w.fragment,
+                ..Default::default()
+            });
+            if sent {
+                w.next_rev = rev.revision + 1;
+                w.sent_since_tick = true;
+                self.events_sent.fetch_add(n, Ordering::Relaxed);
+            } else {
+                // A slow client: this revision and later come from history.
+                w.next_rev = rev.revision;
+                let range = w.selector.range.clone();
+                st.synced.remove(id, &range);
+                st.unsynced.insert(id);
+                self.slow_watchers.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        st.fanned = rev.revision;
+    }
+
+    /// One pass over the unsynced watchers: compaction cancels, then one
+    /// shared read of history from the lowest `next_rev`, handed to each
+    /// watcher with room on its stream; those caught up become synced.
+    async fn catch_up(&self, sm: &Arc<Shared>) -> bool {
+        let (todo, fanned, generation) = {
+            let mut st = self.lock();
+            let todo = st.catch_up_candidates();
+            (todo, st.fanned, st.generation)
+        };
+        let Some(from) = todo.iter().map(|(_, next)| *next).min() else {
+            return false;
+        };
+        let through = fanned.min(from + watch::MAX_REVISIONS_PER_READ - 1);
+        let with_prev = {
+            let st = self.lock();
+            todo.iter()
+                .any(|(id, _)| st.watchers.get(id).is_some_and(|w| w.selector.prev_kv))
+        };
+        let (revs, through, compacted) = match sm.feed.read(from - 1, through) {
+            FeedRead::Revisions(revs) => (revs, through, i64::MIN),
+            FeedRead::Gap => {
+                let sm = sm.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    sm.db
+                        .read(|r| watch::history(r, from, through, CATCH_UP_BYTES, with_prev))
+                })
+                .await;
+                match read {
+                    Ok(Ok((revs, through, compacted))) => {
+                        (revs.into_iter().map(Arc::new).collect(), through, compacted)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(table = %self.table, "watch catch-up read: {e}");
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::error!(table = %self.table, "watch catch-up task: {e}");
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if !st.serves(sm) || st.generation != generation {
+            return true;
+        }
+        for (id, next) in todo {
+            let Some(w) = st.watchers.get_mut(&id) else {
+                continue;
+            };
+            // A compaction since the read began: the next pass cancels it.
+            if w.next_rev != next || !st.unsynced.contains(&id) || next < compacted {
+                continue;
+            }
+            let events = w
+                .selector
+                .select(revs.iter().map(|r| &**r).filter(|r| r.revision >= next));
+            if !events.is_empty() {
+                let n = events.len() as u64;
+                let sent = st.streams[&id.0].queue.try_push_event(WatchResponse {
+                    header: header(fanned),
+                    watch_id: id.1,
+                    events,
+                    fragment: w.fragment,
+                    ..Default::default()
+                });
+                if !sent {
+                    continue;
+                }
+                w.sent_since_tick = true;
+                self.events_sent.fetch_add(n, Ordering::Relaxed);
+            }
+            w.next_rev = through + 1;
+            if w.next_rev > st.fanned {
+                let range = w.selector.range.clone();
+                st.unsynced.remove(&id);
+                st.synced.insert(id, &range);
+            }
+        }
+        true
+    }
+}
+
+impl HubState {
+    fn serves(&self, sm: &Arc<Shared>) -> bool {
+        self.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, sm))
+    }
+
+    /// Synced, and `fanned` has reached the watcher's first revision.
+    fn is_caught_up(&self, id: WatcherId) -> bool {
+        self.watchers.get(&id).is_some_and(|w| {
+            self.synced.contains(id, &w.selector.range) && self.fanned + 1 >= w.first_rev
+        })
+    }
+
+    /// Moves every synced watcher to catch-up, at the first revision it
+    /// has not been given (never lower than before).
+    fn all_behind(&mut self) {
+        for id in self.synced.drain() {
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.next_rev = w.next_rev.max(self.fanned + 1);
+                self.unsynced.insert(id);
+            }
+        }
+    }
+
+    fn cancel_all(&mut self, response: impl Fn(i64) -> WatchResponse) {
+        let ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
+        for id in ids {
+            if let Some(sw) = self.streams.get_mut(&id.0) {
+                sw.ids.remove(&id.1);
+                sw.queue.push_control(response(id.1));
+            }
+            self.remove_watcher(id);
+        }
+    }
+
+    fn remove_watcher(&mut self, id: WatcherId) {
+        if let Some(w) = self.watchers.remove(&id) {
+            self.synced.remove(id, &w.selector.range);
+            self.unsynced.remove(&id);
+        }
+    }
+
+    /// Sends compaction cancels, promotes watchers that are ahead, and
+    /// returns the watchers with room on their stream and their `next_rev`.
+    fn catch_up_candidates(&mut self) -> Vec<(WatcherId, i64)> {
+        let mut todo = Vec::new();
+        let ids: Vec<WatcherId> = self.unsynced.iter().copied().collect();
+        for id in ids {
+            let Some(w) = self.watchers.get(&id) else {
+                self.unsynced.remove(&id);
+                continue;
+            };
+            let queue = self.streams[&id.0].queue.clone();
+            if w.next_rev < self.compacted {
+                queue.push_control(WatchResponse {
+                    watch_id: id.1,
+                    canceled: true,
+                    compact_revision: self.compacted,
+                    ..Default::default()
+                });
+                if let Some(sw) = self.streams.get_mut(&id.0) {
+                    sw.ids.remove(&id.1);
+                }
+                self.remove_watcher(id);
+            } else if w.next_rev > self.fanned {
+                let range = w.selector.range.clone();
+                self.unsynced.remove(&id);
+                self.synced.insert(id, &range);
+            } else if queue.has_room() {
+                todo.push((id, w.next_rev));
+            }
+        }
+        todo
+    }
+}
+
+impl Drop for WatchHub {
+    fn drop(&mut self) {
+        self.wake.notify_one(); // lets the task see the hub is gone
+    }
+}
+
+/// The hub's task: steps whenever the feed published, a watcher fell
+/// behind or a stream made room, until the hub is gone or closed.
+async fn run(hub: Weak<WatchHub>, wake: Arc<Notify>) {
+    loop {
+        let more = {
+            let Some(hub) = hub.upgrade() else { return };
+            if hub.lock().closed {
+                return;
+            }
+            hub.step().await
+        };
+        if !more {
+            wake.notified().await;
+        }
+    }
+}
