@@ -8,7 +8,8 @@
 //! (new epoch) is resynced; a write through the follower is readable there
 //! as soon as it is acknowledged; the follower refuses table changes; with
 //! the leader gone the follower keeps serving reads and resumes when the
-//! leader is back; status and metrics report the workers.
+//! leader is back; status and metrics report the workers; watchers on the
+//! follower see the leader's events exactly.
 
 mod common;
 
@@ -18,9 +19,10 @@ use armada::pb::armada::tables_client::TablesClient;
 use armada::pb::armada::{CreateTableRequest, DeleteTableRequest, ListTablesRequest};
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use armada::pb::etcdserverpb::watch_client::WatchClient;
 use armada::pb::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, HashKvRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest,
+    compare, request_op, watch_request, Compare, DeleteRangeRequest, HashKvRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use armada::pb::mvccpb::KeyValue;
 use armada::pb::replication::replication_client::ReplicationClient;
@@ -619,4 +621,233 @@ async fn a_write_committed_upstream_but_not_replicated_says_so() {
     let (_, kvs) = dump(&leader, "default").await.unwrap();
     assert!(kvs.iter().any(|kv| kv.key == b"stuck"));
     wait_same(&leader, &via, "default").await;
+}
+
+/// Every response of one Watch stream over all keys of `table` from
+/// revision 1 with prev_kv, recorded in the background.
+struct Recorder {
+    responses: std::sync::Arc<std::sync::Mutex<Vec<WatchResponse>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(ch: &Channel, table: &str) -> Recorder {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: vec![0],
+                    range_end: vec![0],
+                    start_revision: 1,
+                    prev_kv: true,
+                    ..Default::default()
+                },
+            )),
+        })
+        .unwrap();
+        let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let mut stream = WatchClient::new(ch.clone())
+            .watch(in_table(table, requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let responses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = responses.clone();
+        let task = tokio::spawn(async move {
+            let _tx = tx; // the stream lives as long as the recorder
+            while let Ok(Some(resp)) = stream.message().await {
+                sink.lock().unwrap().push(resp);
+            }
+        });
+        Recorder {
+            responses,
+            _task: task,
+        }
+    }
+
+    /// The events received so far, grouped by revision, in order.
+    fn revisions(&self) -> Vec<(i64, Vec<armada::pb::mvccpb::Event>)> {
+        let mut out: Vec<(i64, Vec<armada::pb::mvccpb::Event>)> = Vec::new();
+        for resp in self.responses.lock().unwrap().iter() {
+            for e in &resp.events {
+                let rev = e.kv.as_ref().unwrap().mod_revision;
+                match out.last_mut() {
+                    Some((r, evs)) if *r == rev => evs.push(e.clone()),
+                    _ => out.push((rev, vec![e.clone()])),
+                }
+            }
+        }
+        out
+    }
+
+    fn canceled(&self) -> Option<WatchResponse> {
+        (self.responses.lock().unwrap().iter())
+            .find(|r| r.canceled)
+            .cloned()
+    }
+
+    /// Waits until events through `revision` arrived.
+    async fn wait_through(&self, revision: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.revisions().last().map_or(0, |(r, _)| *r) < revision {
+            assert!(
+                Instant::now() < deadline,
+                "watch stopped at {:?}, want {revision}; canceled: {:?}",
+                self.revisions().last().map(|(r, _)| *r),
+                self.canceled()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The table the follower watch test uses (the default one cannot be deleted).
+const TABLE: &str = "w";
+
+/// A mix of writes: puts, overwrites, a multi-key txn, a prefix delete.
+async fn write_mix(ch: &Channel, round: usize) -> i64 {
+    for i in 0..5 {
+        put(ch, TABLE, &format!("r{round}/k{i}"), &format!("v{i}")).await;
+    }
+    put(ch, TABLE, &format!("r{round}/k0"), "again").await;
+    let op = |key: String| RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.into(),
+            value: b"txn".to_vec(),
+            ..Default::default()
+        })),
+    };
+    KvClient::new(ch.clone())
+        .txn(in_table(
+            TABLE,
+            TxnRequest {
+                success: vec![op(format!("r{round}/t1")), op(format!("r{round}/t2"))],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let del = DeleteRangeRequest {
+        key: format!("r{round}/k").into(),
+        range_end: format!("r{round}/l").into(),
+        ..Default::default()
+    };
+    let resp = KvClient::new(ch.clone())
+        .delete_range(in_table(TABLE, del))
+        .await
+        .unwrap();
+    resp.into_inner().header.unwrap().revision
+}
+
+/// A watcher on a follower cluster sees exactly what a watcher on the
+/// leader sees (revisions, keys, values, prev_kv, one revision never
+/// split), including writes made through the follower and across a
+/// recovery by snapshot while the watch stays open; a table re-created on
+/// the leader cancels the follower's watchers with the compaction signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_watchers_see_the_leaders_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader_node = start_leader(
+        dir.path(),
+        api,
+        replication,
+        &["--raft.snapshot-entries=20", "--raft.compaction-overhead=5"],
+    );
+    let leader = leader_node.ready().await;
+    let follower_node = Server::start_as(
+        "follower",
+        &dir.path().join("follower"),
+        Ports::pick(),
+        &[
+            &format!("--replication.leader-address=127.0.0.1:{replication}"),
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=3s",
+        ],
+    );
+    let follower = follower_node.ready().await;
+    TablesClient::new(leader.clone())
+        .create(CreateTableRequest { name: TABLE.into() })
+        .await
+        .unwrap();
+    wait_tables(&follower, &["default", TABLE]).await;
+    wait_same(&leader, &follower, TABLE).await;
+    let on_leader = Recorder::start(&leader, TABLE).await;
+    let on_follower = Recorder::start(&follower, TABLE).await;
+
+    write_mix(&leader, 0).await;
+    put(&follower, TABLE, "through-follower", "1").await;
+    let mut last = write_mix(&leader, 1).await;
+    on_leader.wait_through(last).await;
+    on_follower.wait_through(last).await;
+    assert_eq!(on_follower.revisions(), on_leader.revisions());
+
+    // Freeze the follower while the leader's log moves past it (more than
+    // the replication stream buffers), so that it recovers by snapshot (a
+    // new incarnation) with its watch open.
+    let incarnation = || {
+        let dir = dir.path().join("follower/raft/snapshots");
+        let names = std::fs::read_dir(dir).unwrap().flatten();
+        let mut names: Vec<String> = (names.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with(&format!("{TABLE}.")))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = incarnation();
+    follower_node.signal("STOP");
+    for round in 2..12 {
+        for i in 0..30 {
+            // Deleted again by write_mix's prefix delete.
+            put(
+                &leader,
+                TABLE,
+                &format!("r{round}/kbig{i}"),
+                &"b".repeat(32 << 10),
+            )
+            .await;
+        }
+        last = write_mix(&leader, round).await;
+    }
+    follower_node.signal("CONT");
+    wait_same(&leader, &follower, TABLE).await;
+    assert_ne!(
+        incarnation(),
+        before,
+        "the follower did not recover by snapshot"
+    );
+    on_leader.wait_through(last).await;
+    on_follower.wait_through(last).await;
+    let (want, got) = (on_leader.revisions(), on_follower.revisions());
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    assert!(
+        want.iter().any(|(_, evs)| evs.len() > 1),
+        "no multi-event revision"
+    );
+
+    // A new incarnation of the table on the leader is another history.
+    TablesClient::new(leader.clone())
+        .delete(DeleteTableRequest { name: TABLE.into() })
+        .await
+        .unwrap();
+    TablesClient::new(leader.clone())
+        .create(CreateTableRequest { name: TABLE.into() })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while on_follower.canceled().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the follower's watcher was not canceled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let canceled = on_follower.canceled().unwrap();
+    assert!(
+        canceled.compact_revision > 0 || !canceled.cancel_reason.is_empty(),
+        "{canceled:?}"
+    );
+    assert_eq!(on_follower.revisions(), want, "events after the cancel");
 }

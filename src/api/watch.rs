@@ -21,7 +21,6 @@ use crate::kv::watch::fragments;
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
-use crate::raft::group::RaftGroup;
 use crate::raft::watch::hub::{WatchHub, WatchStream};
 
 /// etcd fragments responses of at least `--max-request-bytes` plus gRPC's
@@ -51,11 +50,9 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let metadata = request.metadata().clone();
-        let group = self.ctx.group(&metadata).await?;
-        let hub = (self.ctx.registry)
-            .watch_hub(&self.ctx.table_name(&metadata)?)
-            .await
-            .map_err(Status::from)?;
+        self.ctx.group(&metadata).await?; // the table exists; `hasleader`
+        let table = self.ctx.table_name(&metadata)?;
+        let hub = (self.ctx.registry.watch_hub(&table).await).map_err(Status::from)?;
         let has_leader = metadata.get("hasleader").is_some_and(|v| v == "true");
         let stream = hub.open_stream();
         let ended = Arc::new(Mutex::new(None));
@@ -64,7 +61,8 @@ impl Watch for WatchService {
                 hub: hub.clone(),
                 stream: stream.id,
                 queue: stream.queue.clone(),
-                group: group.clone(),
+                ctx: self.ctx.clone(),
+                table: table.clone(),
                 ended: ended.clone(),
                 progress_interval: self.progress_interval,
                 stop: self.stop.clone(),
@@ -73,7 +71,7 @@ impl Watch for WatchService {
         );
         Ok(Response::new(responses(
             self.ctx.clone(),
-            group,
+            table,
             stream,
             ended,
         )))
@@ -85,7 +83,10 @@ struct Receiver {
     hub: Arc<WatchHub>,
     stream: u64,
     queue: Arc<crate::raft::watch::queue::StreamQueue>,
-    group: Arc<RaftGroup>,
+    ctx: Arc<Context>,
+    /// The table's group is looked up by name each time: a follower
+    /// cluster's recovery swaps it under a running stream.
+    table: String,
     /// The error the stream ends with, if it does not end cleanly.
     ended: Arc<Mutex<Option<Status>>>,
     progress_interval: Duration,
@@ -99,8 +100,11 @@ impl Receiver {
             tokio::time::Instant::now() + self.progress_interval,
             self.progress_interval,
         );
-        let election = Duration::from_millis(self.group.raft().config().election_timeout_max)
-            .max(Duration::from_millis(100));
+        let election = match self.ctx.registry.get(&self.table).await {
+            Ok(group) => Duration::from_millis(group.raft().config().election_timeout_max),
+            Err(_) => Duration::from_secs(1),
+        }
+        .max(Duration::from_millis(100));
         let mut leader_check = tokio::time::interval(election);
         let mut leaderless = 0;
         let mut reading = true;
@@ -114,14 +118,15 @@ impl Receiver {
                 },
                 _ = progress.tick() => self.hub.progress_tick(self.stream),
                 _ = leader_check.tick(), if has_leader => {
-                    leaderless = if self.group.has_leader() { 0 } else { leaderless + 1 };
+                    let led = (self.ctx.registry.get(&self.table).await).is_ok_and(|g| g.has_leader());
+                    leaderless = if led { 0 } else { leaderless + 1 };
                     if leaderless >= NO_LEADER_TIMEOUTS {
                         *self.ended.lock().unwrap() = Some(EtcdError::NoLeader.into());
                         break;
                     }
                 }
                 _ = self.queue.wait_closed() => return,
-                _ = stop.wait_for(|stop| *stop) => break,
+                _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
             }
         }
         self.queue.close();
@@ -144,13 +149,13 @@ impl Receiver {
 /// `WatchStream`, which cancels every watcher of the stream.
 fn responses(
     ctx: Arc<Context>,
-    group: Arc<RaftGroup>,
+    table: String,
     stream: WatchStream,
     ended: Arc<Mutex<Option<Status>>>,
 ) -> ResponseStream {
     struct State {
         ctx: Arc<Context>,
-        group: Arc<RaftGroup>,
+        table: String,
         stream: WatchStream,
         ended: Arc<Mutex<Option<Status>>>,
         pieces: std::collections::VecDeque<WatchResponse>,
@@ -158,7 +163,7 @@ fn responses(
     }
     let state = State {
         ctx,
-        group,
+        table,
         stream,
         ended,
         pieces: Default::default(),
@@ -176,7 +181,9 @@ fn responses(
             let end = s.ended.lock().unwrap().take();
             return end.map(|status| (Err(status), s));
         };
-        s.ctx.fill(&s.group, &mut resp.header, None);
+        if let Ok(group) = s.ctx.registry.get(&s.table).await {
+            s.ctx.fill(&group, &mut resp.header, None);
+        }
         s.pieces = if resp.fragment {
             fragments(resp, FRAGMENT_BYTES).into()
         } else {

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use super::Node;
 use crate::error::{Error, Result};
@@ -175,9 +175,50 @@ async fn render(node: &Node) -> Result<String> {
             }
         }
     }
+    watch_metrics(&registry, node)?;
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut out)
         .map_err(|e| Error::Internal(e.to_string()))?;
     String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Per-table watch numbers (etcd's `etcd_debugging_mvcc_watcher_total`,
+/// `..._watch_stream_total`, `..._slow_watcher_total`, `..._events_total`).
+fn watch_metrics(registry: &Registry, node: &Node) -> Result<()> {
+    let internal = |e: prometheus::Error| Error::Internal(e.to_string());
+    let gauge = |name: &str, help: &str| -> Result<GaugeVec> {
+        let g = GaugeVec::new(Opts::new(name, help), &["table"]).map_err(internal)?;
+        registry.register(Box::new(g.clone())).map_err(internal)?;
+        Ok(g)
+    };
+    let counter = |name: &str, help: &str| -> Result<IntCounterVec> {
+        let c = IntCounterVec::new(Opts::new(name, help), &["table"]).map_err(internal)?;
+        registry.register(Box::new(c.clone())).map_err(internal)?;
+        Ok(c)
+    };
+    let watchers = gauge("armada_watch_watchers", "Watchers on the table.")?;
+    let streams = gauge("armada_watch_streams", "Watch streams on the table.")?;
+    let unsynced = gauge(
+        "armada_watch_unsynced_watchers",
+        "Watchers catching up from history (new in the past, or slow).",
+    )?;
+    let events = counter(
+        "armada_watch_events_sent_total",
+        "Events handed to watch streams.",
+    )?;
+    let slow = counter(
+        "armada_watch_slow_watchers_total",
+        "Times a watcher fell behind because its stream was full.",
+    )?;
+    for hub in node.ctx.registry.watch_hubs() {
+        let t = [hub.table.as_str()];
+        let c = hub.counts();
+        watchers.with_label_values(&t).set(c.watchers as f64);
+        streams.with_label_values(&t).set(c.streams as f64);
+        unsynced.with_label_values(&t).set(c.unsynced as f64);
+        events.with_label_values(&t).inc_by(c.events_sent);
+        slow.with_label_values(&t).inc_by(c.slow_watchers);
+    }
+    Ok(())
 }

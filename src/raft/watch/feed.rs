@@ -32,8 +32,11 @@ struct FeedState {
     /// Consecutive revisions ending at `state.current` (possibly empty).
     recent: VecDeque<Arc<RevisionEvents>>,
     bytes: usize,
-    /// The watch hub reading this feed; events are kept only for it.
+    /// The watch hub reading this feed.
     reader: Option<Arc<Notify>>,
+    /// The hub has watchers: only then are events buffered and the hub
+    /// woken on every publish.
+    interested: bool,
 }
 
 /// What the feed holds after a given revision.
@@ -53,6 +56,7 @@ impl EventFeed {
                 recent: VecDeque::new(),
                 bytes: 0,
                 reader: None,
+                interested: false,
             }),
         }
     }
@@ -62,7 +66,7 @@ impl EventFeed {
     pub fn publish(&self, revisions: Vec<RevisionEvents>, state: RevisionState) {
         let mut f = self.inner.lock().unwrap();
         f.state = state;
-        let Some(reader) = f.reader.clone() else {
+        let Some(reader) = f.reader.clone().filter(|_| f.interested) else {
             return;
         };
         for rev in revisions {
@@ -100,6 +104,18 @@ impl EventFeed {
         f.reader = None;
         f.recent.clear();
         f.bytes = 0;
+    }
+
+    /// Buffers events (the hub has watchers) or not. Revisions published
+    /// while not interested are never buffered: a reader behind them gets
+    /// [`FeedRead::Gap`].
+    pub fn set_interest(&self, interested: bool) {
+        let mut f = self.inner.lock().unwrap();
+        if f.interested != interested {
+            f.interested = interested;
+            f.recent.clear();
+            f.bytes = 0;
+        }
     }
 
     /// The published state and generation.

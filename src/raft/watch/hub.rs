@@ -35,8 +35,10 @@ use crate::pb::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse}
 use crate::pb::mvccpb::Event;
 use crate::raft::state_machine::Shared;
 
-/// A catch-up pass reads at most about this much history from LMDB.
-const CATCH_UP_BYTES: usize = 16 << 20;
+/// A catch-up pass reads about this much history at most (at least one
+/// revision), so a catch-up response stays within what gRPC clients accept
+/// by default (4 MiB).
+const CATCH_UP_BYTES: usize = 2 << 20;
 
 /// Watch counters of one table, for metrics.
 #[derive(Default)]
@@ -166,6 +168,7 @@ impl WatchHub {
         st.generation = generation;
         st.fanned = state.current;
         st.compacted = state.compacted;
+        st.interest_changed();
         drop(st);
         self.wake.notify_one();
     }
@@ -286,9 +289,11 @@ impl WatchHub {
             st.synced.insert(wid, &w.selector.range);
         } else {
             st.unsynced.insert(wid);
-            self.wake.notify_one();
         }
         st.watchers.insert(wid, w);
+        st.interest_changed();
+        // `fanned` may be stale while the hub had no watchers.
+        self.wake.notify_one();
     }
 
     /// etcd's cancel: answers `canceled` for a watcher of this stream;
@@ -490,7 +495,20 @@ impl WatchHub {
                 .any(|(id, _)| st.watchers.get(id).is_some_and(|w| w.selector.prev_kv))
         };
         let (revs, through, compacted) = match sm.feed.read(from - 1, through) {
-            FeedRead::Revisions(revs) => (revs, through, i64::MIN),
+            FeedRead::Revisions(mut revs) => {
+                let mut bytes = 0;
+                let keep = revs
+                    .iter()
+                    .take_while(|r| {
+                        let fits = bytes <= CATCH_UP_BYTES;
+                        bytes += r.bytes();
+                        fits
+                    })
+                    .count();
+                revs.truncate(keep);
+                let through = revs.last().map_or(through, |r| r.revision);
+                (revs, through, i64::MIN)
+            }
             FeedRead::Gap => {
                 let sm = sm.clone();
                 let read = tokio::task::spawn_blocking(move || {
@@ -593,6 +611,14 @@ impl HubState {
         if let Some(w) = self.watchers.remove(&id) {
             self.synced.remove(id, &w.selector.range);
             self.unsynced.remove(&id);
+            self.interest_changed();
+        }
+    }
+
+    /// The feed buffers events only while there are watchers.
+    fn interest_changed(&self) {
+        if let Some(sm) = &self.source {
+            sm.feed.set_interest(!self.watchers.is_empty());
         }
     }
 
