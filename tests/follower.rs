@@ -19,14 +19,14 @@ use armada::pb::armada::tables_client::TablesClient;
 use armada::pb::armada::{CreateTableRequest, DeleteTableRequest, ListTablesRequest};
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use armada::pb::etcdserverpb::watch_client::WatchClient;
 use armada::pb::etcdserverpb::{
-    compare, request_op, watch_request, Compare, DeleteRangeRequest, HashKvRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    compare, request_op, Compare, DeleteRangeRequest, HashKvRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest, WatchCreateRequest,
 };
 use armada::pb::mvccpb::KeyValue;
 use armada::pb::replication::replication_client::ReplicationClient;
 use armada::pb::replication::ReplicationStatusRequest;
+use common::watch::Recorder;
 use common::{free_port, Cluster, Ports, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -623,81 +623,14 @@ async fn a_write_committed_upstream_but_not_replicated_says_so() {
     wait_same(&leader, &via, "default").await;
 }
 
-/// Every response of one Watch stream over all keys of `table` from
-/// revision 1 with prev_kv, recorded in the background.
-struct Recorder {
-    responses: std::sync::Arc<std::sync::Mutex<Vec<WatchResponse>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Recorder {
-    async fn start(ch: &Channel, table: &str) -> Recorder {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tx.send(WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(
-                WatchCreateRequest {
-                    key: vec![0],
-                    range_end: vec![0],
-                    start_revision: 1,
-                    prev_kv: true,
-                    ..Default::default()
-                },
-            )),
-        })
-        .unwrap();
-        let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let mut stream = WatchClient::new(ch.clone())
-            .watch(in_table(table, requests))
-            .await
-            .unwrap()
-            .into_inner();
-        let responses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = responses.clone();
-        let task = tokio::spawn(async move {
-            let _tx = tx; // the stream lives as long as the recorder
-            while let Ok(Some(resp)) = stream.message().await {
-                sink.lock().unwrap().push(resp);
-            }
-        });
-        Recorder {
-            responses,
-            _task: task,
-        }
-    }
-
-    /// The events received so far, grouped by revision, in order.
-    fn revisions(&self) -> Vec<(i64, Vec<armada::pb::mvccpb::Event>)> {
-        let mut out: Vec<(i64, Vec<armada::pb::mvccpb::Event>)> = Vec::new();
-        for resp in self.responses.lock().unwrap().iter() {
-            for e in &resp.events {
-                let rev = e.kv.as_ref().unwrap().mod_revision;
-                match out.last_mut() {
-                    Some((r, evs)) if *r == rev => evs.push(e.clone()),
-                    _ => out.push((rev, vec![e.clone()])),
-                }
-            }
-        }
-        out
-    }
-
-    fn canceled(&self) -> Option<WatchResponse> {
-        (self.responses.lock().unwrap().iter())
-            .find(|r| r.canceled)
-            .cloned()
-    }
-
-    /// Waits until events through `revision` arrived.
-    async fn wait_through(&self, revision: i64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.revisions().last().map_or(0, |(r, _)| *r) < revision {
-            assert!(
-                Instant::now() < deadline,
-                "watch stopped at {:?}, want {revision}; canceled: {:?}",
-                self.revisions().last().map(|(r, _)| *r),
-                self.canceled()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// All keys of the table from revision 1, with prev_kv.
+fn everything_from_1() -> WatchCreateRequest {
+    WatchCreateRequest {
+        key: vec![0],
+        range_end: vec![0],
+        start_revision: 1,
+        prev_kv: true,
+        ..Default::default()
     }
 }
 
@@ -773,8 +706,8 @@ async fn follower_watchers_see_the_leaders_events() {
         .unwrap();
     wait_tables(&follower, &["default", TABLE]).await;
     wait_same(&leader, &follower, TABLE).await;
-    let on_leader = Recorder::start(&leader, TABLE).await;
-    let on_follower = Recorder::start(&follower, TABLE).await;
+    let on_leader = Recorder::start(&leader, Some(TABLE), everything_from_1()).await;
+    let on_follower = Recorder::start(&follower, Some(TABLE), everything_from_1()).await;
 
     write_mix(&leader, 0).await;
     put(&follower, TABLE, "through-follower", "1").await;

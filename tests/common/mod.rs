@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod watch;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

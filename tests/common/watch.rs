@@ -1,0 +1,120 @@
+//! Watch streams for the integration tests, over raw tonic (so tests see
+//! every response as the server framed it).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use armada::pb::etcdserverpb::watch_client::WatchClient;
+use armada::pb::etcdserverpb::{
+    watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use armada::pb::mvccpb::Event;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+/// One Watch stream: requests go in through `send`, responses come out of
+/// `next`.
+pub struct WatchStream {
+    tx: tokio::sync::mpsc::UnboundedSender<WatchRequest>,
+    responses: Streaming<WatchResponse>,
+}
+
+impl WatchStream {
+    /// Opens a stream on `table` (`None`: the node's default table).
+    pub async fn open(ch: &Channel, table: Option<&str>) -> WatchStream {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut req = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        if let Some(t) = table {
+            req.metadata_mut()
+                .insert(armada::TABLE_HEADER, t.parse().unwrap());
+        }
+        let responses = WatchClient::new(ch.clone())
+            .max_decoding_message_size(usize::MAX)
+            .watch(req)
+            .await
+            .expect("open a watch stream")
+            .into_inner();
+        WatchStream { tx, responses }
+    }
+
+    pub fn create(&self, req: WatchCreateRequest) {
+        self.send(RequestUnion::CreateRequest(req));
+    }
+
+    pub fn send(&self, req: RequestUnion) {
+        self.tx
+            .send(WatchRequest {
+                request_union: Some(req),
+            })
+            .expect("watch stream open");
+    }
+
+    /// The next response, failing the test after 30 s.
+    pub async fn next(&mut self) -> WatchResponse {
+        tokio::time::timeout(Duration::from_secs(30), self.responses.message())
+            .await
+            .expect("no watch response within 30 s")
+            .expect("watch stream failed")
+            .expect("watch stream ended")
+    }
+}
+
+/// Every response of one watch stream (one create request), recorded in the
+/// background.
+pub struct Recorder {
+    responses: Arc<Mutex<Vec<WatchResponse>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub async fn start(ch: &Channel, table: Option<&str>, create: WatchCreateRequest) -> Recorder {
+        let mut stream = WatchStream::open(ch, table).await;
+        stream.create(create);
+        let responses = Arc::new(Mutex::new(Vec::new()));
+        let sink = responses.clone();
+        let task = tokio::spawn(async move {
+            while let Ok(Some(resp)) = stream.responses.message().await {
+                sink.lock().unwrap().push(resp);
+            }
+        });
+        Recorder {
+            responses,
+            _task: task,
+        }
+    }
+
+    /// The events received so far, grouped by revision, in order.
+    pub fn revisions(&self) -> Vec<(i64, Vec<Event>)> {
+        let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+        for resp in self.responses.lock().unwrap().iter() {
+            for e in &resp.events {
+                let rev = e.kv.as_ref().unwrap().mod_revision;
+                match out.last_mut() {
+                    Some((r, evs)) if *r == rev => evs.push(e.clone()),
+                    _ => out.push((rev, vec![e.clone()])),
+                }
+            }
+        }
+        out
+    }
+
+    pub fn canceled(&self) -> Option<WatchResponse> {
+        (self.responses.lock().unwrap().iter())
+            .find(|r| r.canceled)
+            .cloned()
+    }
+
+    /// Waits until events through `revision` arrived.
+    pub async fn wait_through(&self, revision: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.revisions().last().map_or(0, |(r, _)| *r) < revision {
+            assert!(
+                Instant::now() < deadline,
+                "watch stopped at {:?}, want {revision}; canceled: {:?}",
+                self.revisions().last().map(|(r, _)| *r),
+                self.canceled()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
