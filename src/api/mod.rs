@@ -106,7 +106,7 @@ impl Context {
         let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.cluster_id;
         h.member_id = self.member.id;
-        h.raft_term = group.status().term;
+        h.raft_term = group.term();
         if let Some(rev) = revision {
             if h.revision == 0 {
                 h.revision = rev;

@@ -268,6 +268,11 @@ impl RaftGroup {
         m.current_leader.ok_or_else(|| EtcdError::NoLeader.into())
     }
 
+    /// The current raft term (cheap: no storage numbers, unlike `status`).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     pub fn has_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
     }
