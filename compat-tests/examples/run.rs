@@ -9,6 +9,7 @@
 //! The default target is a fresh real etcd; `--log` also prints the fresh
 //! server's log afterwards.
 
+use compat_tests::flags::ServerFlags;
 use compat_tests::server::Server;
 use compat_tests::{dsl, etcdctl, runner};
 
@@ -21,16 +22,17 @@ fn main() {
         std::process::exit(2);
     };
     let target = pos.get(1).map(|s| s.as_str()).unwrap_or("etcd");
+    let src = std::fs::read_to_string(file).expect("read case file");
+    let flags = ServerFlags::parse(&src).expect("flags");
     let server = match target {
-        "etcd" => Some(Server::etcd()),
-        "armada" => Some(Server::armada()),
+        "etcd" => Some(Server::etcd_with(&flags)),
+        "armada" => Some(Server::armada_with(&flags)),
         _ => None,
     };
     let endpoint = server
         .as_ref()
         .map(|s| s.endpoint())
         .unwrap_or_else(|| target.to_string());
-    let src = std::fs::read_to_string(file).expect("read case file");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let is_etcdctl = std::path::Path::new(file.as_str())
         .parent()

@@ -11,6 +11,7 @@
 //! del <key> [end=<k>|prefix|from_key] [prev_kv]
 //! compact <rev> [physical]
 //! lease grant <id> <ttl>   |   lease revoke <id>
+//! watch <verb> <stream> ... # Watch streams, see [`crate::watch_cmd`]
 //! txn                      # followed by lines indented deeper than `txn`:
 //!   if <target>(<key>) <op> <operand|<none>> [end=<k>|prefix|from_key]
 //!   then <op>              # put/get/del/txn/empty; nested txn = deeper block
@@ -26,6 +27,7 @@ use crate::pb::etcdserverpb::{
     compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
     LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use crate::watch_cmd::{parse_watch, WatchCmd};
 
 /// One request of a scenario, already translated into an etcd gRPC message.
 #[derive(Clone, Debug)]
@@ -44,6 +46,8 @@ pub enum Command {
     LeaseGrant(LeaseGrantRequest),
     /// `lease revoke`: Lease.LeaseRevoke.
     LeaseRevoke(LeaseRevokeRequest),
+    /// `watch ...`: an action on a named Watch stream.
+    Watch(WatchCmd),
 }
 
 /// An item of a parsed scenario, in file order.
@@ -176,6 +180,7 @@ fn parse_command(block: &[Line]) -> Result<Command, String> {
             ["revoke", id] => Ok(Command::LeaseRevoke(LeaseRevokeRequest { id: int(id)? })),
             _ => Err("usage: `lease grant <id> <ttl>` or `lease revoke <id>`".into()),
         },
+        "watch" => parse_watch(args).map(Command::Watch),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -305,7 +310,7 @@ fn parse_compare(text: &str) -> Result<Compare, String> {
 
 /// The range-end options shared by `get`, `del` and compares.
 #[derive(Default)]
-struct RangeOpts {
+pub(crate) struct RangeOpts {
     end: Option<Vec<u8>>,
     prefix: bool,
     from_key: bool,
@@ -313,7 +318,7 @@ struct RangeOpts {
 
 impl RangeOpts {
     /// Consumes `tok` if it is a range option.
-    fn parse(&mut self, tok: &str) -> Result<bool, String> {
+    pub(crate) fn parse(&mut self, tok: &str) -> Result<bool, String> {
         match tok {
             "prefix" => self.prefix = true,
             "from_key" => self.from_key = true,
@@ -327,7 +332,7 @@ impl RangeOpts {
 
     /// Returns the (key, range_end) pair to send, following clientv3's
     /// `WithPrefix`/`WithFromKey` conventions.
-    fn apply(self, key: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn apply(self, key: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
         if self.prefix {
             if key.is_empty() {
                 return (vec![0], vec![0]);
@@ -452,7 +457,7 @@ fn parse_del(args: &[String]) -> Result<DeleteRangeRequest, String> {
 }
 
 /// Parses a decimal (optionally negative) or `0x` hexadecimal integer.
-fn int(s: &str) -> Result<i64, String> {
+pub(crate) fn int(s: &str) -> Result<i64, String> {
     let r = match s.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16).map(|v| v as i64),
         None => s.parse::<i64>(),

@@ -6,6 +6,9 @@
 //! as `> <line>`), then stdout, stderr lines prefixed `stderr: `, and
 //! `[exit N]` when the exit code is not 0.
 //!
+//! Lines starting with `@` drive background processes (`etcdctl watch`),
+//! see [`crate::etcdctl_bg`].
+//!
 //! Masking (see [`mask`]): `cluster_id`, `member_id`, `raft_term` in JSON
 //! (`"cluster_id":"<masked>"`) and `ClusterID`, `MemberID`, `RaftTerm` in
 //! `-w fields` output; in the client's JSON log lines on stderr, the `ts`
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::etcdctl_bg::{self, BgCmd, BgProcs};
 use crate::server::ETCDCTL_BIN;
 
 /// One etcdctl invocation.
@@ -39,6 +43,13 @@ pub enum CaseItem {
     Text(String),
     /// An etcdctl invocation.
     Run(Case),
+    /// A background-process directive (`@bg`, `@wait`, `@stop`, `@exit`).
+    Bg {
+        /// Echo lines for the transcript.
+        echo: Vec<String>,
+        /// The directive.
+        cmd: BgCmd,
+    },
 }
 
 /// Parses an etcdctl case file.
@@ -55,40 +66,84 @@ pub fn parse_cases(src: &str) -> Result<Vec<CaseItem>, String> {
             continue;
         }
         let no = i + 1;
-        let mut args = shell_words(t).map_err(|e| format!("line {no}: {e}"))?;
-        let mut echo = vec![format!("$ etcdctl {t}")];
-        let mut stdin = None;
-        if let Some(tag) = args
-            .last()
-            .and_then(|a| a.strip_prefix("<<"))
-            .map(str::to_string)
-        {
-            args.pop();
-            let mut body = String::new();
+        let words = shell_words(t).map_err(|e| format!("line {no}: {e}"))?;
+        if words[0].starts_with('@') && words[0] != "@bg" {
+            let cmd = etcdctl_bg::parse_simple(&words).map_err(|e| format!("line {no}: {e}"))?;
+            items.push(CaseItem::Bg {
+                echo: vec![format!("$ {t}")],
+                cmd,
+            });
             i += 1;
-            loop {
-                let l = *lines
-                    .get(i)
-                    .ok_or_else(|| format!("line {no}: heredoc `{tag}` not terminated"))?;
-                echo.push(format!("> {l}").trim_end().to_string());
-                if l.trim() == tag {
-                    break;
-                }
-                body.push_str(l);
-                body.push('\n');
-                i += 1;
-            }
-            stdin = Some(body);
+            continue;
         }
-        items.push(CaseItem::Run(Case {
-            line: no,
-            args,
-            stdin,
-            echo,
-        }));
-        i += 1;
+        let (case, next) = parse_case(&lines, i, words)?;
+        items.push(match case.args.first().map(String::as_str) {
+            Some("@bg") => bg_start(case)?,
+            _ => CaseItem::Run(case),
+        });
+        i = next;
     }
     Ok(items)
+}
+
+/// Parses the invocation starting at `lines[i]` (already split into
+/// `args`) with its heredoc, if any; returns it and the next line index.
+fn parse_case(lines: &[&str], i: usize, mut args: Vec<String>) -> Result<(Case, usize), String> {
+    let no = i + 1;
+    let t = lines[i].trim();
+    let mut echo = vec![if t.starts_with('@') {
+        format!("$ {t}")
+    } else {
+        format!("$ etcdctl {t}")
+    }];
+    let mut stdin = None;
+    let mut i = i;
+    if let Some(tag) = args
+        .last()
+        .and_then(|a| a.strip_prefix("<<"))
+        .map(str::to_string)
+    {
+        args.pop();
+        let mut body = String::new();
+        i += 1;
+        loop {
+            let l = *lines
+                .get(i)
+                .ok_or_else(|| format!("line {no}: heredoc `{tag}` not terminated"))?;
+            echo.push(format!("> {l}").trim_end().to_string());
+            if l.trim() == tag {
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+            i += 1;
+        }
+        stdin = Some(body);
+    }
+    let case = Case {
+        line: no,
+        args,
+        stdin,
+        echo,
+    };
+    Ok((case, i + 1))
+}
+
+/// Turns a parsed `@bg <name> <args>` line into its directive.
+fn bg_start(mut case: Case) -> Result<CaseItem, String> {
+    if case.args.len() < 3 {
+        return Err(format!(
+            "line {}: usage: @bg <name> <etcdctl args>",
+            case.line
+        ));
+    }
+    let name = case.args[1].clone();
+    case.args.drain(..2);
+    let echo = std::mem::take(&mut case.echo);
+    Ok(CaseItem::Bg {
+        echo,
+        cmd: BgCmd::Start { name, case },
+    })
 }
 
 /// Splits a command line like a POSIX shell would (quotes and backslashes;
@@ -153,23 +208,21 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
 /// Runs every case against `endpoint` and returns the masked transcript.
 pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, String> {
     let mut out: Vec<String> = Vec::new();
+    let mut bg = BgProcs::default();
     for item in items {
         match item {
             CaseItem::Text(t) => out.push(t.clone()),
             CaseItem::Run(case) => {
                 out.extend(case.echo.iter().cloned());
                 let (stdout, stderr, code) = run_one(endpoint, case).await?;
-                let stdout = stdout.replace(endpoint, "<endpoint>");
-                let stderr = stderr.replace(endpoint, "<endpoint>");
-                for l in mask(&stdout).lines() {
-                    out.push(l.to_string());
-                }
-                for l in mask(&stderr).lines() {
-                    out.push(format!("stderr: {l}"));
-                }
+                out.extend(render_output(endpoint, &stdout, &stderr));
                 if code != 0 {
                     out.push(format!("[exit {code}]"));
                 }
+            }
+            CaseItem::Bg { echo, cmd } => {
+                out.extend(echo.iter().cloned());
+                bg.run(endpoint, cmd, &mut out).await?;
             }
         }
     }
@@ -178,8 +231,19 @@ pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, Str
     Ok(s)
 }
 
-/// Runs one etcdctl process (killed if it outlives 60 s).
-async fn run_one(endpoint: &str, case: &Case) -> Result<(String, String, i32), String> {
+/// Transcript lines for a process's output: the endpoint URL replaced by
+/// `<endpoint>`, [`mask`]ed, stderr lines prefixed `stderr: `.
+pub fn render_output(endpoint: &str, stdout: &str, stderr: &str) -> Vec<String> {
+    let stdout = mask(&stdout.replace(endpoint, "<endpoint>"));
+    let stderr = mask(&stderr.replace(endpoint, "<endpoint>"));
+    let mut out: Vec<String> = stdout.lines().map(str::to_string).collect();
+    out.extend(stderr.lines().map(|l| format!("stderr: {l}")));
+    out
+}
+
+/// `ETCDCTL_API=3 etcdctl --endpoints=<endpoint> <args>` with every other
+/// `ETCDCTL_*` variable removed; killed when dropped.
+pub fn command(endpoint: &str, args: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(ETCDCTL_BIN);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("ETCDCTL_") {
@@ -188,15 +252,21 @@ async fn run_one(endpoint: &str, case: &Case) -> Result<(String, String, i32), S
     }
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
-        .args(&case.args)
-        .stdin(if case.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .args(args)
         .kill_on_drop(true);
+    cmd
+}
+
+/// Runs one etcdctl process (killed if it outlives 60 s).
+async fn run_one(endpoint: &str, case: &Case) -> Result<(String, String, i32), String> {
+    let mut cmd = command(endpoint, &case.args);
+    cmd.stdin(if case.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("line {}: cannot spawn etcdctl: {e}", case.line))?;
@@ -297,5 +367,33 @@ mod tests {
         assert_eq!(c.args, vec!["txn"]);
         assert_eq!(c.stdin.as_deref(), Some("a\n\nb\n"));
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn background_directives() {
+        let src = "@bg w watch -i <<EOF\nwatch a\nEOF\n@wait w 3\n@stop w\n";
+        let items = parse_cases(src).unwrap();
+        assert_eq!(items.len(), 3);
+        let CaseItem::Bg {
+            cmd: BgCmd::Start { name, case },
+            echo,
+        } = &items[0]
+        else {
+            panic!("not @bg")
+        };
+        assert_eq!(
+            (name.as_str(), case.args.clone()),
+            ("w", vec!["watch".to_string(), "-i".to_string()])
+        );
+        assert_eq!(case.stdin.as_deref(), Some("watch a\n"));
+        assert_eq!(echo[0], "$ @bg w watch -i <<EOF");
+        assert!(matches!(
+            &items[1],
+            CaseItem::Bg {
+                cmd: BgCmd::Wait { lines: 3, .. },
+                ..
+            }
+        ));
+        assert!(parse_cases("@wait w\n").is_err());
     }
 }

@@ -12,9 +12,9 @@
 
 use crate::pb::etcdserverpb::{
     response_op::Response, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, RangeResponse, ResponseHeader, TxnResponse,
+    LeaseRevokeResponse, PutResponse, RangeResponse, ResponseHeader, TxnResponse, WatchResponse,
 };
-use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::{Event, KeyValue};
 
 /// Byte strings longer than this render as a length and checksum.
 const MAX_INLINE: usize = 64;
@@ -153,6 +153,49 @@ pub fn lease_revoke(out: &mut Vec<String>, r: &LeaseRevokeResponse) {
     push(out, 0, format!("lease-revoke {}", rev(&r.header)));
 }
 
+/// Renders a Watch response: `watch id=I rev=R` plus, when set, `created`,
+/// `canceled`, `compact_revision=C`, `fragment`, `cancel_reason="..."` and
+/// `events=N`, then one line per event.
+pub fn watch_response(out: &mut Vec<String>, r: &WatchResponse) {
+    let mut line = format!("watch id={} {}", r.watch_id, rev(&r.header));
+    if r.created {
+        line.push_str(" created");
+    }
+    if r.canceled {
+        line.push_str(" canceled");
+    }
+    if r.compact_revision != 0 {
+        line.push_str(&format!(" compact_revision={}", r.compact_revision));
+    }
+    if r.fragment {
+        line.push_str(" fragment");
+    }
+    if !r.cancel_reason.is_empty() {
+        line.push_str(&format!(" cancel_reason={:?}", r.cancel_reason));
+    }
+    if !r.events.is_empty() {
+        line.push_str(&format!(" events={}", r.events.len()));
+    }
+    push(out, 0, line);
+    for e in &r.events {
+        event(out, e);
+    }
+}
+
+/// One event (`PUT <kv>` / `DELETE <kv>`), its prev_kv on the next line.
+fn event(out: &mut Vec<String>, e: &Event) {
+    let kind = match e.r#type {
+        0 => "PUT".to_string(),
+        1 => "DELETE".to_string(),
+        t => format!("TYPE({t})"),
+    };
+    let kv_text = e.kv.as_ref().map_or("<no kv>".to_string(), kv);
+    push(out, 1, format!("{kind} {kv_text}"));
+    if let Some(p) = &e.prev_kv {
+        push(out, 2, format!("prev {}", kv(p)));
+    }
+}
+
 /// Renders a gRPC error status (see the module docs for the masking rule).
 pub fn error(out: &mut Vec<String>, s: &tonic::Status) {
     let msg = s.message();
@@ -201,6 +244,36 @@ mod tests {
         assert_eq!(
             collapse_runs(l(&["a", "b", "b", "c", "c", "c", "a"])),
             l(&["a", "b", "b", "c [x3]", "a"])
+        );
+    }
+
+    #[test]
+    fn watch_lines() {
+        let r = WatchResponse {
+            header: Some(ResponseHeader {
+                revision: 3,
+                ..Default::default()
+            }),
+            watch_id: 1,
+            events: vec![Event {
+                r#type: 1,
+                kv: Some(KeyValue {
+                    key: b"a".to_vec(),
+                    mod_revision: 3,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            }],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        watch_response(&mut out, &r);
+        assert_eq!(
+            out,
+            vec![
+                "watch id=1 rev=3 events=1",
+                r#"  DELETE "a" = "" create=0 mod=3 ver=0 lease=0"#,
+            ]
         );
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::flags::ServerFlags;
 use crate::pb::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, RangeRequest, StatusRequest,
 };
@@ -63,7 +64,13 @@ pub struct Server {
 impl Server {
     /// Starts a fresh real etcd and waits until it serves requests.
     pub fn etcd() -> Server {
-        Self::start("etcd", |dir, p| {
+        Self::etcd_with(&ServerFlags::default())
+    }
+
+    /// Starts a fresh real etcd with the given per-file flags.
+    pub fn etcd_with(flags: &ServerFlags) -> Server {
+        let extra = flags.etcd_args();
+        Self::start("etcd", move |dir, p| {
             let client = format!("http://127.0.0.1:{}", p[0]);
             let peer = format!("http://127.0.0.1:{}", p[1]);
             let mut c = Command::new(ETCD_BIN);
@@ -75,7 +82,8 @@ impl Server {
                 .arg(format!("--initial-advertise-peer-urls={peer}"))
                 .arg(format!("--initial-cluster=default={peer}"))
                 .arg("--logger=zap")
-                .arg("--log-outputs=stderr");
+                .arg("--log-outputs=stderr")
+                .args(&extra);
             c
         })
     }
@@ -83,6 +91,12 @@ impl Server {
     /// Starts a fresh Armada leader and waits until it serves requests.
     /// Panics if the binary has not been built.
     pub fn armada() -> Server {
+        Self::armada_with(&ServerFlags::default())
+    }
+
+    /// Starts a fresh Armada leader with the given per-file flags.
+    pub fn armada_with(flags: &ServerFlags) -> Server {
+        let extra = flags.armada_args();
         let bin = armada_bin();
         assert!(
             bin.exists(),
@@ -100,7 +114,8 @@ impl Server {
                 .arg("--rest.address")
                 .arg(format!("http://127.0.0.1:{}", p[1]))
                 .arg("--raft.address")
-                .arg(format!("127.0.0.1:{}", p[2]));
+                .arg(format!("127.0.0.1:{}", p[2]))
+                .args(&extra);
             c
         })
     }

@@ -8,12 +8,14 @@
 //! `COMPAT_JOBS=<n>` sets the number of files run in parallel (default 2);
 //! `COMPAT_SKIP_ARMADA=1` skips the Armada half (local iteration only).
 //! Files marked [`ARMADA_ONLY`] have hand-written goldens (etcd 3.5
-//! behaviour that 3.4.23 lacks) and skip the etcd half.
+//! behaviour that 3.4.23 lacks) and skip the etcd half. A `# flags:` line
+//! passes per-file server flags (see [`crate::flags`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::flags::ServerFlags;
 use crate::server::{armada_bin, etcd_available, Server};
 use crate::{dsl, etcdctl, runner};
 
@@ -96,13 +98,16 @@ fn run_file(suite: Suite, path: &Path) -> Vec<String> {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let golden_path = path.with_extension("golden");
     let mut failures = Vec::new();
-    let armada_only = std::fs::read_to_string(path)
-        .map(|s| s.lines().any(|l| l.starts_with(ARMADA_ONLY)))
-        .unwrap_or(false);
+    let src = std::fs::read_to_string(path).unwrap_or_default();
+    let armada_only = src.lines().any(|l| l.starts_with(ARMADA_ONLY));
+    let flags = match ServerFlags::parse(&src) {
+        Ok(f) => f,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
     if armada_only {
         eprintln!("notice: {name} is armada-only (hand-written golden); etcd half skipped");
     } else if etcd_available() {
-        let server = Server::etcd();
+        let server = Server::etcd_with(&flags);
         match transcript(suite, path, &server) {
             Err(e) => failures.push(format!("{name} [etcd]: {e}")),
             Ok(actual) if update_golden() => {
@@ -136,7 +141,7 @@ fn run_file(suite: Suite, path: &Path) -> Vec<String> {
                 return failures;
             }
         };
-        let server = Server::armada();
+        let server = Server::armada_with(&flags);
         match transcript(suite, path, &server) {
             Err(e) => failures.push(format!("{name} [armada]: {e}")),
             Ok(actual) if actual != golden => failures.push(format!(

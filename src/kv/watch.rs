@@ -78,12 +78,14 @@ impl Selector {
     }
 
     /// The event as this watcher gets it, if it wants it: without
-    /// `prev_kv` unless asked for.
-    pub fn project(&self, e: &Event) -> Option<Event> {
+    /// `prev_kv` unless asked for, and without it once revision - 1 is
+    /// below `compacted` (etcd reads it when sending, and finds it gone).
+    pub fn project(&self, e: &Event, compacted: i64) -> Option<Event> {
+        let readable = e.kv.as_ref().is_some_and(|kv| kv.mod_revision > compacted);
         self.wants(e).then(|| Event {
             r#type: e.r#type,
             kv: e.kv.clone(),
-            prev_kv: if self.prev_kv {
+            prev_kv: if self.prev_kv && readable {
                 e.prev_kv.clone()
             } else {
                 None
@@ -92,9 +94,13 @@ impl Selector {
     }
 
     /// The events of `revs` this watcher gets, as it gets them.
-    pub fn select<'a>(&self, revs: impl IntoIterator<Item = &'a RevisionEvents>) -> Vec<Event> {
+    pub fn select<'a>(
+        &self,
+        revs: impl IntoIterator<Item = &'a RevisionEvents>,
+        compacted: i64,
+    ) -> Vec<Event> {
         revs.into_iter()
-            .flat_map(|rev| rev.events.iter().filter_map(|e| self.project(e)))
+            .flat_map(|rev| rev.events.iter().filter_map(|e| self.project(e, compacted)))
             .collect()
     }
 }

@@ -78,6 +78,8 @@ struct StreamWatchers {
     /// etcd's `nextID`: auto ids start at 0 and skip ids in use.
     next_auto: i64,
     ids: BTreeSet<i64>,
+    /// A progress request waiting for the fan-out to reach this revision.
+    progress_at: Option<i64>,
 }
 
 struct Watcher {
@@ -98,6 +100,15 @@ fn header(revision: i64) -> Option<ResponseHeader> {
         revision,
         ..Default::default()
     })
+}
+
+/// A progress notification: no events, the revision in the header.
+fn progress(watch_id: i64, revision: i64) -> WatchResponse {
+    WatchResponse {
+        header: header(revision),
+        watch_id,
+        ..Default::default()
+    }
 }
 
 /// One Watch stream's handle on the hub; dropping it cancels its watchers.
@@ -201,6 +212,7 @@ impl WatchHub {
                 queue: queue.clone(),
                 next_auto: 0,
                 ids: BTreeSet::new(),
+                progress_at: None,
             },
         );
         WatchStream {
@@ -225,13 +237,10 @@ impl WatchHub {
     pub fn create(&self, stream: u64, req: &WatchCreateRequest) {
         let mut st = self.lock();
         let st = &mut *st;
+        let current = st.current();
         let Some(sw) = st.streams.get_mut(&stream) else {
             return;
         };
-        let current = st
-            .source
-            .as_ref()
-            .map_or(st.fanned, |s| s.feed.state().0.current);
         let refuse = |sw: &StreamWatchers, e: WatchError| {
             sw.queue.push_control(WatchResponse {
                 header: header(current),
@@ -300,10 +309,7 @@ impl WatchHub {
     /// an unknown id is ignored.
     pub fn cancel(&self, stream: u64, watch_id: i64) {
         let mut st = self.lock();
-        let current = st
-            .source
-            .as_ref()
-            .map_or(st.fanned, |s| s.feed.state().0.current);
+        let current = st.current();
         let Some(sw) = st.streams.get_mut(&stream) else {
             return;
         };
@@ -322,18 +328,25 @@ impl WatchHub {
 
     /// etcd's WatchProgressRequest: one response with watch_id -1 at the
     /// fanned revision, only if every watcher of the stream is synced (and
-    /// past its start); otherwise nothing and the client asks again.
+    /// past its start); otherwise nothing and the client asks again. The
+    /// answer covers at least what was applied when the request came: if
+    /// the fan-out is behind that, it is given once the fan-out got there.
+    /// A stream without watchers gets the applied revision at once, as in
+    /// etcd 3.4.
     pub fn request_progress(&self, stream: u64) {
-        let st = self.lock();
-        let Some(sw) = st.streams.get(&stream) else {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let current = st.current();
+        let Some(sw) = st.streams.get_mut(&stream) else {
             return;
         };
-        if sw.ids.iter().all(|id| st.is_caught_up((stream, *id))) {
-            sw.queue.try_push_event(WatchResponse {
-                header: header(st.fanned),
-                watch_id: -1,
-                ..Default::default()
-            });
+        if sw.ids.is_empty() {
+            sw.queue.try_push_event(progress(-1, current));
+        } else if st.fanned >= current {
+            st.answer_progress(stream);
+        } else {
+            sw.progress_at = Some(current);
+            self.wake.notify_one();
         }
     }
 
@@ -356,11 +369,7 @@ impl WatchHub {
                 continue;
             }
             if !w.sent_since_tick && caught_up {
-                sw.queue.try_push_event(WatchResponse {
-                    header: header(st.fanned),
-                    watch_id: *id,
-                    ..Default::default()
-                });
+                sw.queue.try_push_event(progress(*id, st.fanned));
             }
             w.sent_since_tick = false;
         }
@@ -406,6 +415,7 @@ impl WatchHub {
                     for rev in &revs {
                         self.deliver_live(&mut st, rev);
                     }
+                    st.answer_due_progress();
                 }
                 FeedRead::Gap => {
                     // Published faster than fanned out: the synced catch up
@@ -444,7 +454,7 @@ impl WatchHub {
                 continue; // starts later
             }
             let events: Vec<Event> = (positions.iter())
-                .filter_map(|i| w.selector.project(&rev.events[*i]))
+                .filter_map(|i| w.selector.project(&rev.events[*i], st.compacted))
                 .collect();
             if events.is_empty() {
                 continue;
@@ -546,7 +556,10 @@ impl WatchHub {
             }
             let events = w
                 .selector
-                .select(revs.iter().map(|r| &**r).filter(|r| r.revision >= next));
+                .select(
+                    revs.iter().map(|r| &**r).filter(|r| r.revision >= next),
+                    st.compacted.max(compacted),
+                );
             if !events.is_empty() {
                 let n = events.len() as u64;
                 let sent = st.streams[&id.0].queue.try_push_event(WatchResponse {
@@ -569,11 +582,42 @@ impl WatchHub {
                 st.synced.insert(id, &range);
             }
         }
+        st.answer_due_progress();
         true
     }
 }
 
 impl HubState {
+    /// The revision the source has applied (and published).
+    fn current(&self) -> i64 {
+        (self.source.as_ref()).map_or(self.fanned, |s| s.feed.state().0.current)
+    }
+
+    /// Answers `stream`'s progress request if all its watchers are caught up.
+    fn answer_progress(&self, stream: u64) {
+        let Some(sw) = self.streams.get(&stream) else {
+            return;
+        };
+        if sw.ids.iter().all(|id| self.is_caught_up((stream, *id))) {
+            sw.queue.try_push_event(progress(-1, self.fanned));
+        }
+    }
+
+    /// Answers the progress requests the fan-out has now caught up with.
+    fn answer_due_progress(&mut self) {
+        let fanned = self.fanned;
+        let due: Vec<u64> = (self.streams.iter_mut())
+            .filter(|(_, sw)| sw.progress_at.is_some_and(|at| at <= fanned))
+            .map(|(id, sw)| {
+                sw.progress_at = None;
+                *id
+            })
+            .collect();
+        for stream in due {
+            self.answer_progress(stream);
+        }
+    }
+
     fn serves(&self, sm: &Arc<Shared>) -> bool {
         self.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, sm))
     }
