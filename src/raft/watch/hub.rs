@@ -554,12 +554,10 @@ impl WatchHub {
             if w.next_rev != next || !st.unsynced.contains(&id) || next < compacted {
                 continue;
             }
-            let events = w
-                .selector
-                .select(
-                    revs.iter().map(|r| &**r).filter(|r| r.revision >= next),
-                    st.compacted.max(compacted),
-                );
+            let events = w.selector.select(
+                revs.iter().map(|r| &**r).filter(|r| r.revision >= next),
+                st.compacted.max(compacted),
+            );
             if !events.is_empty() {
                 let n = events.len() as u64;
                 let sent = st.streams[&id.0].queue.try_push_event(WatchResponse {
