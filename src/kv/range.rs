@@ -9,7 +9,7 @@ use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{range_request, RangeRequest, RangeResponse, ResponseHeader};
 use crate::pb::mvccpb::KeyValue;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyRange {
     Single(Vec<u8>),
     /// `[start, end)`; `end == None` means unbounded.

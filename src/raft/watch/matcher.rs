@@ -1,5 +1,7 @@
 //! Which synced watchers a key concerns (etcd's `watcherGroup`): a map for
-//! single-key watchers and a list for ranges.
+//! single-key watchers and, for ranges, one entry per distinct range with
+//! every watcher on it, so a thousand watchers on one prefix cost one range
+//! check per event, not a thousand.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,42 +11,31 @@ use crate::kv::KeyRange;
 #[derive(Default)]
 pub(super) struct Matcher {
     single: HashMap<Vec<u8>, HashSet<WatcherId>>,
-    spans: HashMap<WatcherId, KeyRange>,
+    spans: HashMap<KeyRange, HashSet<WatcherId>>,
 }
 
 impl Matcher {
     pub fn insert(&mut self, id: WatcherId, range: &KeyRange) {
-        match range {
-            KeyRange::Single(key) => {
-                self.single.entry(key.clone()).or_default().insert(id);
-            }
-            span => {
-                self.spans.insert(id, span.clone());
-            }
-        }
+        let set = match range {
+            KeyRange::Single(key) => self.single.entry(key.clone()).or_default(),
+            span => self.spans.entry(span.clone()).or_default(),
+        };
+        set.insert(id);
     }
 
     pub fn remove(&mut self, id: WatcherId, range: &KeyRange) {
         match range {
-            KeyRange::Single(key) => {
-                if let Some(set) = self.single.get_mut(key) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        self.single.remove(key);
-                    }
-                }
-            }
-            _ => {
-                self.spans.remove(&id);
-            }
+            KeyRange::Single(key) => remove_from(&mut self.single, key, id),
+            span => remove_from(&mut self.spans, span, id),
         }
     }
 
     pub fn contains(&self, id: WatcherId, range: &KeyRange) -> bool {
-        match range {
-            KeyRange::Single(key) => self.single.get(key).is_some_and(|s| s.contains(&id)),
-            _ => self.spans.contains_key(&id),
-        }
+        let set = match range {
+            KeyRange::Single(key) => self.single.get(key),
+            span => self.spans.get(span),
+        };
+        set.is_some_and(|s| s.contains(&id))
     }
 
     /// Calls `f` with every watcher whose range contains `key`.
@@ -52,9 +43,9 @@ impl Matcher {
         if let Some(set) = self.single.get(key) {
             set.iter().for_each(|id| f(*id));
         }
-        for (id, range) in &self.spans {
+        for (range, set) in &self.spans {
             if range.contains(key) {
-                f(*id);
+                set.iter().for_each(|id| f(*id));
             }
         }
     }
@@ -62,7 +53,22 @@ impl Matcher {
     /// Removes and returns every watcher.
     pub fn drain(&mut self) -> Vec<WatcherId> {
         let mut out: Vec<WatcherId> = self.single.drain().flat_map(|(_, s)| s).collect();
-        out.extend(self.spans.drain().map(|(id, _)| id));
+        out.extend(self.spans.drain().flat_map(|(_, s)| s));
         out
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq + ?Sized, Q>(
+    map: &mut HashMap<Q, HashSet<WatcherId>>,
+    key: &K,
+    id: WatcherId,
+) where
+    Q: std::borrow::Borrow<K> + std::hash::Hash + Eq,
+{
+    if let Some(set) = map.get_mut(key) {
+        set.remove(&id);
+        if set.is_empty() {
+            map.remove(key);
+        }
     }
 }
