@@ -69,11 +69,11 @@ async fn a_stuck_client_blocks_nothing_and_misses_nothing() {
     assert!(created.created);
     let live = Recorder::start(&ch, None, prefix("k/")).await;
 
-    // Far more than the stuck stream's queue and HTTP/2 windows hold.
+    // Far more than the stuck stream's queue (16 MiB) and HTTP/2 windows hold.
     const N: usize = 3000;
     let mut last = 0;
     for i in 0..N {
-        last = put(&ch, &format!("k/{i:05}"), vec![b'v'; 4096]).await;
+        last = put(&ch, &format!("k/{i:05}"), vec![b'v'; 12 << 10]).await;
     }
     live.wait_through(last).await;
     assert_eq!(live.revisions().len(), N);

@@ -341,7 +341,7 @@ impl WatchHub {
             return;
         };
         if sw.ids.is_empty() {
-            sw.queue.try_push_event(progress(-1, current));
+            sw.queue.try_push_progress(progress(-1, current));
         } else if st.fanned >= current {
             st.answer_progress(stream);
         } else {
@@ -369,7 +369,7 @@ impl WatchHub {
                 continue;
             }
             if !w.sent_since_tick && caught_up {
-                sw.queue.try_push_event(progress(*id, st.fanned));
+                sw.queue.try_push_progress(progress(*id, st.fanned));
             }
             w.sent_since_tick = false;
         }
@@ -597,7 +597,7 @@ impl HubState {
             return;
         };
         if sw.ids.iter().all(|id| self.is_caught_up((stream, *id))) {
-            sw.queue.try_push_event(progress(-1, self.fanned));
+            sw.queue.try_push_progress(progress(-1, self.fanned));
         }
     }
 

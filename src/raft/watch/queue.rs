@@ -9,10 +9,17 @@
 //! full the hub does not wait: the watcher falls behind and catches up
 //! from history later. Popping below half the bound wakes the hub.
 //!
+//! While the sender is behind, a watcher's new events join its response
+//! that is still queued (whole revisions, in order, up to [`MERGE_BYTES`]),
+//! as etcd batches events for a watcher that fell behind: fewer, bigger
+//! responses exactly when the client cannot keep up. Never across a
+//! progress or control response queued after it, so a progress
+//! notification still follows every event at or below its revision.
+//!
 //! A queued event response with `fragment` set is one whose watcher accepts
 //! it in pieces; the stream's sender decides whether it must be split.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
@@ -24,6 +31,8 @@ use crate::pb::etcdserverpb::WatchResponse;
 /// hundreds of watchers on one stream needs more room than that.
 const MAX_EVENT_RESPONSES: usize = 1024;
 const MAX_EVENT_BYTES: usize = 16 << 20;
+/// A queued response takes more events only while smaller than this.
+const MERGE_BYTES: usize = 1 << 20;
 
 pub struct StreamQueue {
     inner: Mutex<QueueState>,
@@ -34,9 +43,22 @@ pub struct StreamQueue {
     hub: Arc<Notify>,
 }
 
+struct Item {
+    resp: WatchResponse,
+    /// Its size, if it counts against the bound (event and progress).
+    counted: Option<usize>,
+}
+
+#[derive(Default)]
 struct QueueState {
-    /// Responses with their size if they count against the bound.
-    items: VecDeque<(WatchResponse, Option<usize>)>,
+    items: VecDeque<Item>,
+    /// The sequence number of `items[0]`; item `i` has `head + i`.
+    head: u64,
+    /// Items before this sequence number take no more events: a progress
+    /// or control response (the one with this number) was queued after them.
+    barrier: u64,
+    /// Each watcher's last queued event response, by sequence number.
+    open: HashMap<i64, u64>,
     event_items: usize,
     event_bytes: usize,
     /// Set when the hub refused an event for lack of room.
@@ -44,20 +66,53 @@ struct QueueState {
     closed: bool,
 }
 
+impl QueueState {
+    fn next_seq(&self) -> u64 {
+        self.head + self.items.len() as u64
+    }
+
+    fn has_room(&self) -> bool {
+        self.closed
+            || (self.event_items < MAX_EVENT_RESPONSES && self.event_bytes < MAX_EVENT_BYTES)
+    }
+
+    /// Appends `resp`'s events to the watcher's queued response, if it has
+    /// one that may still grow.
+    fn merge(&mut self, resp: &mut WatchResponse, bytes: usize) -> bool {
+        let Some(&seq) = self.open.get(&resp.watch_id) else {
+            return false;
+        };
+        if seq < self.barrier || seq < self.head {
+            return false;
+        }
+        let item = &mut self.items[(seq - self.head) as usize];
+        let Some(size) = item.counted.as_mut() else {
+            return false;
+        };
+        if *size + bytes > MERGE_BYTES {
+            return false;
+        }
+        item.resp.events.append(&mut resp.events);
+        item.resp.header = resp.header.take();
+        *size += bytes;
+        self.event_bytes += bytes;
+        true
+    }
+}
+
 impl StreamQueue {
     pub fn new(hub: Arc<Notify>) -> StreamQueue {
         StreamQueue {
-            inner: Mutex::new(QueueState {
-                items: VecDeque::new(),
-                event_items: 0,
-                event_bytes: 0,
-                starved: false,
-                closed: false,
-            }),
+            inner: Mutex::new(QueueState::default()),
             ready: Notify::new(),
             closed: tokio::sync::watch::Sender::new(false),
             hub,
         }
+    }
+
+    fn push(&self, q: &mut QueueState, resp: WatchResponse, counted: Option<usize>) {
+        q.items.push_back(Item { resp, counted });
+        self.ready.notify_one();
     }
 
     /// Queues a control response; always accepted.
@@ -66,36 +121,52 @@ impl StreamQueue {
         if q.closed {
             return;
         }
-        q.items.push_back((resp, None));
-        drop(q);
-        self.ready.notify_one();
+        q.barrier = q.next_seq();
+        self.push(&mut q, resp, None);
     }
 
-    /// Queues an event or progress response if there is room; false if not.
-    pub fn try_push_event(&self, resp: WatchResponse) -> bool {
+    /// Queues an event response if there is room (or joins it to the
+    /// watcher's queued one); false if there is no room.
+    pub fn try_push_event(&self, mut resp: WatchResponse) -> bool {
         let mut q = self.inner.lock().unwrap();
         if q.closed {
             return true; // nobody will read it: as good as delivered
         }
-        if q.event_items >= MAX_EVENT_RESPONSES || q.event_bytes >= MAX_EVENT_BYTES {
+        let bytes = resp.encoded_len();
+        if q.merge(&mut resp, bytes) {
+            return true;
+        }
+        if !q.has_room() {
             q.starved = true;
             return false;
         }
-        let bytes = resp.encoded_len();
+        let seq = q.next_seq();
+        q.open.insert(resp.watch_id, seq);
         q.event_items += 1;
         q.event_bytes += bytes;
-        q.items.push_back((resp, Some(bytes)));
-        drop(q);
-        self.ready.notify_one();
+        self.push(&mut q, resp, Some(bytes));
         true
+    }
+
+    /// Queues a progress notification if there is room (dropped if not,
+    /// as etcd does: clients ask again).
+    pub fn try_push_progress(&self, resp: WatchResponse) {
+        let mut q = self.inner.lock().unwrap();
+        if q.closed || !q.has_room() {
+            return;
+        }
+        let bytes = resp.encoded_len();
+        q.barrier = q.next_seq();
+        q.event_items += 1;
+        q.event_bytes += bytes;
+        self.push(&mut q, resp, Some(bytes));
     }
 
     /// True if an event response would be accepted now; if not, the hub
     /// is woken once there is room.
     pub fn has_room(&self) -> bool {
         let mut q = self.inner.lock().unwrap();
-        let room =
-            q.closed || (q.event_items < MAX_EVENT_RESPONSES && q.event_bytes < MAX_EVENT_BYTES);
+        let room = q.has_room();
         q.starved |= !room;
         room
     }
@@ -106,8 +177,13 @@ impl StreamQueue {
             let notified = self.ready.notified();
             {
                 let mut q = self.inner.lock().unwrap();
-                if let Some((resp, counted)) = q.items.pop_front() {
-                    if let Some(bytes) = counted {
+                if let Some(item) = q.items.pop_front() {
+                    let seq = q.head;
+                    q.head += 1;
+                    if q.open.get(&item.resp.watch_id) == Some(&seq) {
+                        q.open.remove(&item.resp.watch_id);
+                    }
+                    if let Some(bytes) = item.counted {
                         q.event_items -= 1;
                         q.event_bytes -= bytes;
                         if q.starved && q.event_items <= MAX_EVENT_RESPONSES / 2 {
@@ -115,7 +191,7 @@ impl StreamQueue {
                             self.hub.notify_one();
                         }
                     }
-                    return Some(resp);
+                    return Some(item.resp);
                 }
                 if q.closed {
                     return None;
@@ -137,5 +213,74 @@ impl StreamQueue {
     /// Resolves once the stream is closed.
     pub async fn wait_closed(&self) {
         let _ = self.closed.subscribe().wait_for(|closed| *closed).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::etcdserverpb::ResponseHeader;
+    use crate::pb::mvccpb::{Event, KeyValue};
+
+    fn events(watch_id: i64, revision: i64) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision,
+                ..Default::default()
+            }),
+            watch_id,
+            events: vec![Event {
+                kv: Some(KeyValue {
+                    mod_revision: revision,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn shape(r: &WatchResponse) -> (i64, i64, Vec<i64>) {
+        let revs = (r.events.iter())
+            .map(|e| e.kv.as_ref().unwrap().mod_revision)
+            .collect();
+        (
+            r.watch_id,
+            r.header.as_ref().map_or(0, |h| h.revision),
+            revs,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watchers_events_join_but_never_pass_a_progress() {
+        let q = StreamQueue::new(Arc::new(Notify::new()));
+        assert!(q.try_push_event(events(1, 5)));
+        assert!(q.try_push_event(events(2, 5)));
+        assert!(q.try_push_event(events(1, 6))); // joins watcher 1's response
+        q.try_push_progress(WatchResponse {
+            watch_id: -1,
+            header: Some(ResponseHeader {
+                revision: 6,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(q.try_push_event(events(1, 7))); // after the progress: new response
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(shape(&q.pop().await.unwrap()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 6, vec![5, 6]),
+                (2, 5, vec![5]),
+                (-1, 6, vec![]),
+                (1, 7, vec![7]),
+            ]
+        );
+        // Once sent, a response takes no more events.
+        assert!(q.try_push_event(events(1, 8)));
+        assert_eq!(shape(&q.pop().await.unwrap()), (1, 8, vec![8]));
     }
 }
