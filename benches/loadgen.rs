@@ -14,7 +14,8 @@
 //! Run: `cargo bench --bench loadgen -- --endpoint http://127.0.0.1:2379
 //! --workload put --clients 64 --conns 8 --total 20000`.
 
-use std::net::IpAddr;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,8 @@ use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::request_op::Request as Op;
 use armada::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use clap::{Parser, ValueEnum};
-use tonic::transport::{Channel, Endpoint};
+use common::{check_loopback, connect, mean_ms, percentile_ms, round, Meter};
+use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Workload {
@@ -377,127 +379,6 @@ async fn preload(
     Ok(())
 }
 
-/// CPU time, resident memory and bytes written of a process, from /proc.
-#[derive(Clone, Copy, Default)]
-struct ProcSample {
-    cpu_ticks: u64,
-    rss_kb: u64,
-    write_bytes: Option<u64>,
-}
-
-/// The sum of [`proc_sample`] over the server processes, if any were given.
-fn servers_sample(pids: &[u32]) -> Result<Option<ProcSample>> {
-    if pids.is_empty() {
-        return Ok(None);
-    }
-    let mut sum = ProcSample {
-        cpu_ticks: 0,
-        rss_kb: 0,
-        write_bytes: Some(0),
-    };
-    for pid in pids {
-        let s = proc_sample(&pid.to_string())?;
-        sum.cpu_ticks += s.cpu_ticks;
-        sum.rss_kb += s.rss_kb;
-        sum.write_bytes = sum.write_bytes.zip(s.write_bytes).map(|(a, b)| a + b);
-    }
-    Ok(Some(sum))
-}
-
-fn proc_sample(pid: &str) -> Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("read /proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name start at field 3 (state);
-    // utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Result<u64> {
-        f.get(n - 3)
-            .context("short stat")?
-            .parse()
-            .context("stat field")
-    };
-    let cpu_ticks = field(14)? + field(15)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kb = kb_field(&status, "VmRSS:").unwrap_or(0);
-    let write_bytes = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|io| kb_field(&io, "write_bytes:"));
-    Ok(ProcSample {
-        cpu_ticks,
-        rss_kb,
-        write_bytes,
-    })
-}
-
-/// Busy ticks of the whole machine (all CPUs), from the first line of /proc/stat.
-fn machine_busy_ticks() -> Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
-    // user nice system idle iowait irq softirq steal (guest is inside user).
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    if f.len() < 8 {
-        bail!("short /proc/stat cpu line");
-    }
-    Ok(f.iter().sum::<u64>() - f[3] - f[4])
-}
-
-/// First number after `name` in a `/proc` "Name: value" file.
-fn kb_field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), from the aux vector.
-fn clock_ticks_per_sec() -> u64 {
-    const AT_CLKTCK: u64 = 17;
-    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        for pair in auxv.chunks_exact(16) {
-            let k = u64::from_ne_bytes(pair[..8].try_into().unwrap());
-            let v = u64::from_ne_bytes(pair[8..].try_into().unwrap());
-            if k == AT_CLKTCK && v > 0 {
-                return v;
-            }
-        }
-    }
-    100
-}
-
-fn check_loopback(endpoint: &str) -> Result<()> {
-    let uri: tonic::codegen::http::Uri = endpoint.parse().context("bad --endpoint")?;
-    if uri.scheme_str() != Some("http") {
-        bail!("--endpoint must be http:// (no TLS): {endpoint}");
-    }
-    let host = uri.host().context("--endpoint has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("only loopback endpoints are allowed, got {host}");
-    }
-    Ok(())
-}
-
-/// Nearest-rank percentile of sorted latencies, in milliseconds.
-fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
-    sorted_us[rank - 1] as f64 / 1000.0
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let m = 10f64.powi(digits);
-    (x * m).round() / m
-}
-
 async fn run(args: Args) -> Result<()> {
     for e in &args.endpoint {
         check_loopback(e)?;
@@ -531,14 +412,7 @@ async fn run(args: Args) -> Result<()> {
     let mut channels = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
         let url = &args.endpoint[i % args.endpoint.len()];
-        let ch = Endpoint::from_shared(url.clone())?
-            .tcp_nodelay(true)
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect()
-            .await
-            .with_context(|| format!("connect to {url}"))?;
-        channels.push(ch);
+        channels.push(connect(url, timeout, Some(timeout)).await?);
     }
 
     if args.workload == Workload::Range {
@@ -568,37 +442,20 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let server_before = servers_sample(&args.server_pid)?;
-    let client_before = proc_sample("self")?;
-    let busy_before = machine_busy_ticks()?;
+    let meter = Meter::start(&args.server_pid)?;
     let (mut r, elapsed) =
         run_phase(&channels, args.clients, &plan, args.total, args.warmup, 0).await?;
-    let busy_after = machine_busy_ticks()?;
-    let client_after = proc_sample("self")?;
-    let server_after = servers_sample(&args.server_pid)?;
-
-    let ticks = clock_ticks_per_sec() as f64;
     let secs = elapsed.as_secs_f64();
+    let usage = meter.finish(secs)?;
+
     let ok = r.lat_us.len() as u64;
     let kops = ok.max(1) as f64 / 1000.0;
-    let cpu_ms = |a: ProcSample, b: ProcSample| (b.cpu_ticks - a.cpu_ticks) as f64 * 1000.0 / ticks;
-    let server_cpu_ms = server_before.zip(server_after).map(|(a, b)| cpu_ms(a, b));
-    let server_write_kb = server_before
-        .zip(server_after)
-        .and_then(|(a, b)| Some(b.write_bytes?.saturating_sub(a.write_bytes?) as f64 / 1024.0));
-    let client_cpu_ms = cpu_ms(client_before, client_after);
-    // CPU used by neither the server nor this client during the measured
-    // phase (e.g. a compiler running next to the benchmark): a noise gauge.
-    let machine_ms = (busy_after - busy_before) as f64 * 1000.0 / ticks;
-    let other_cores =
-        server_cpu_ms.map(|srv| (machine_ms - client_cpu_ms - srv).max(0.0) / 1000.0 / secs);
+    let server_cpu_ms = usage.server_cpu_ms;
+    let client_cpu_ms = usage.client_cpu_ms;
+    let other_cores = usage.other_cores;
 
     r.lat_us.sort_unstable();
-    let mean_ms = if ok > 0 {
-        r.lat_us.iter().map(|&u| u as f64).sum::<f64>() / ok as f64 / 1000.0
-    } else {
-        0.0
-    };
+    let mean_ms = mean_ms(&r.lat_us);
     let ops_per_sec = ok as f64 / secs;
     let (p50, p90, p99) = (
         percentile_ms(&r.lat_us, 0.50),
@@ -633,8 +490,8 @@ async fn run(args: Args) -> Result<()> {
         "max_ms": round(max_ms, 3),
         "server_cpu_ms_per_kop": server_cpu_ms.map(|c| round(c / kops, 2)),
         "server_cpu_cores": server_cpu_ms.map(|c| round(c / 1000.0 / secs, 2)),
-        "server_rss_mb": server_after.map(|s| round(s.rss_kb as f64 / 1024.0, 1)),
-        "server_write_kb_per_kop": server_write_kb.map(|w| round(w / kops, 1)),
+        "server_rss_mb": usage.server_rss_kb.map(|kb| round(kb as f64 / 1024.0, 1)),
+        "server_write_kb_per_kop": usage.server_write_kb.map(|w| round(w / kops, 1)),
         "client_cpu_ms_per_kop": round(client_cpu_ms / kops, 2),
         "other_cpu_cores": other_cores.map(|c| round(c, 2)),
         "first_error": r.first_error,

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of etcd and Armada with the same load generator
-# (benches/loadgen.rs). Every (system, workload, repetition) gets a fresh
-# server on loopback ports picked at run time and a fresh data dir under
-# target/bench-data/; results go to stdout and target/bench-results.md.
+# (benches/loadgen.rs; benches/watchgen.rs for the watch workloads). Every
+# (system, workload, repetition) gets a fresh server on loopback ports picked
+# at run time and a fresh data dir under target/bench-data/; results go to
+# stdout and target/bench-results.md.
 # See benches/README.md. Environment knobs (defaults in brackets):
 #   SYSTEMS ["etcd armada"]   RUNS [3]   SCALE [1] (multiplies request totals)
-#   WORKLOADS ["put-1 put-64 range-s-64 range-l-64 txn-create-16"]
+#   WORKLOADS ["put-1 put-64 range-s-64 range-l-64 txn-create-16"]; also
+#     watch-rate and watch-max (watch fan-out, not run by default; "watch"
+#     stands for both)
 #   KEY_SPACE [100000]  PIN [0] (1: server on CPU 0, loadgen on CPU 1)
 #   NODES [1] members per system: 3 starts a 3-member etcd cluster and a
 #     3-node Armada cluster; the loadgen spreads its connections over all
 #     members and sums the members' CPU
 #   LOADGEN [built here] prebuilt loadgen binary   BUILD [1] (0: skip cargo)
+#   WATCHGEN [built here] prebuilt watchgen binary
 #   ETCD_BIN [etcd]  ETCDCTL [etcdctl]  ARMADA_BIN [target/release/armada]
 #   RUN_TIMEOUT [300] seconds per loadgen run   READY_TIMEOUT [60] seconds
 #   KEEP_DATA [0] (1: keep data dirs and logs)   RESULTS [target/bench-results.md]
@@ -25,11 +29,13 @@ SYSTEMS=${SYSTEMS:-"etcd armada"}
 RUNS=${RUNS:-3}
 SCALE=${SCALE:-1}
 WORKLOADS=${WORKLOADS:-"put-1 put-64 range-s-64 range-l-64 txn-create-16"}
+WORKLOADS=$(sed -E 's/(^| )watch( |$)/\1watch-rate watch-max\2/g' <<<"$WORKLOADS")
 KEY_SPACE=${KEY_SPACE:-100000}
 PIN=${PIN:-0}
 NODES=${NODES:-1}
 BUILD=${BUILD:-1}
 LOADGEN=${LOADGEN:-}
+WATCHGEN=${WATCHGEN:-}
 ETCD_BIN=${ETCD_BIN:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
 ARMADA_BIN=${ARMADA_BIN:-$ROOT/target/release/armada}
@@ -60,26 +66,48 @@ done
 [[ $PIN == 0 ]] || command -v taskset >/dev/null || die "PIN=1 needs taskset"
 
 # ---------------------------------------------------------------- build
+NEED_LOADGEN=0 NEED_WATCHGEN=0
+for wl in $WORKLOADS; do
+    case $wl in
+        watch-*) NEED_WATCHGEN=1 ;;
+        *) NEED_LOADGEN=1 ;;
+    esac
+done
 if [[ $BUILD == 1 ]]; then
     cd "$ROOT"
     if [[ " $SYSTEMS " == *" armada "* ]]; then
         log "cargo build --release --bins"
         cargo build --release --bins
     fi
-    if [[ -z $LOADGEN ]]; then
-        log "cargo bench --bench loadgen --no-run"
-        LOADGEN=$(cargo bench --bench loadgen --no-run --message-format=json |
-            jq -r 'select(.reason == "compiler-artifact" and .target.name == "loadgen"
-                          and .executable != null) | .executable' | tail -n 1)
+    benches=()
+    [[ $NEED_LOADGEN == 0 || -n $LOADGEN ]] || benches+=(--bench loadgen)
+    [[ $NEED_WATCHGEN == 0 || -n $WATCHGEN ]] || benches+=(--bench watchgen)
+    if ((${#benches[@]} > 0)); then
+        log "cargo bench ${benches[*]} --no-run"
+        built=$(cargo bench "${benches[@]}" --no-run --message-format=json |
+            jq -r 'select(.reason == "compiler-artifact" and .executable != null)
+                   | "\(.target.name) \(.executable)"')
+        [[ -n $LOADGEN ]] || LOADGEN=$(awk '$1 == "loadgen" { p = $2 } END { print p }' <<<"$built")
+        [[ -n $WATCHGEN ]] || WATCHGEN=$(awk '$1 == "watchgen" { p = $2 } END { print p }' <<<"$built")
     fi
 fi
-[[ -n $LOADGEN && -x $LOADGEN ]] || die "no loadgen binary (set LOADGEN= or BUILD=1)"
+if [[ $NEED_LOADGEN == 1 ]]; then
+    [[ -n $LOADGEN && -x $LOADGEN ]] || die "no loadgen binary (set LOADGEN= or BUILD=1)"
+fi
+if [[ $NEED_WATCHGEN == 1 ]]; then
+    [[ -n $WATCHGEN && -x $WATCHGEN ]] || die "no watchgen binary (set WATCHGEN= or BUILD=1)"
+fi
 if [[ " $SYSTEMS " == *" armada "* ]]; then
     [[ -x $ARMADA_BIN ]] || die "no Armada binary at $ARMADA_BIN"
 fi
 
 # ------------------------------------------------------------ workloads
-# name -> "base-total | loadgen args"; totals are multiplied by SCALE.
+# name -> "base-total | tool args"; totals (requests for loadgen, measured
+# puts for watchgen) are multiplied by SCALE. The watch workloads: 1000
+# watchers on one prefix over 10 streams (10 connections) and writers putting
+# under it; watch-rate: one writer at 100 puts/s (100,000 events/s to
+# deliver); watch-max: 16 writers back to back (one writer alone is bound by
+# its own commit latency, not by the fan-out).
 workload_spec() {
     case $1 in
         put-1) echo "3000|--workload put --clients 1 --conns 1" ;;
@@ -87,6 +115,8 @@ workload_spec() {
         range-s-64) echo "50000|--workload range --consistency s --clients 64 --conns 8" ;;
         range-l-64) echo "50000|--workload range --consistency l --clients 64 --conns 8" ;;
         txn-create-16) echo "20000|--workload txn-create --clients 16 --conns 4" ;;
+        watch-rate) echo "1000|--watchers 1000 --streams 10 --conns 10 --writers 1 --rate 100" ;;
+        watch-max) echo "5000|--watchers 1000 --streams 10 --conns 10 --writers 16 --rate 0" ;;
         *) return 1 ;;
     esac
 }
@@ -277,11 +307,21 @@ one_run() {
     fi
     # In the background + wait, so that a signal to this script is handled
     # at once rather than after the loadgen finishes.
-    # shellcheck disable=SC2086 # $args is a list of loadgen flags
-    timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
-        --label "$sys" --server-pid "$SERVER_PID_LIST" --total "$total" --warmup "$warmup" \
-        --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args \
-        >"$RUN_DIR/loadgen.out" &
+    case $wl in
+        watch-*)
+            # shellcheck disable=SC2086 # $args is a list of watchgen flags
+            timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$WATCHGEN" --endpoint "$ENDPOINT" \
+                --label "$sys" --server-pid "$SERVER_PID_LIST" --puts "$total" --warmup "$warmup" \
+                --val-size 256 $args >"$RUN_DIR/loadgen.out" &
+            ;;
+        *)
+            # shellcheck disable=SC2086 # $args is a list of loadgen flags
+            timeout "$RUN_TIMEOUT" "${LG_PIN[@]}" "$LOADGEN" --endpoint "$ENDPOINT" \
+                --label "$sys" --server-pid "$SERVER_PID_LIST" --total "$total" --warmup "$warmup" \
+                --key-space "$KEYS" --key-size 8 --val-size 256 --seed "$run" $args \
+                >"$RUN_DIR/loadgen.out" &
+            ;;
+    esac
     LOADGEN_PID=$!
     local rc=0
     wait "$LOADGEN_PID" || rc=$?
@@ -301,7 +341,8 @@ one_run() {
     sync
 }
 
-log "loadgen: $LOADGEN"
+[[ $NEED_LOADGEN == 0 ]] || log "loadgen: $LOADGEN"
+[[ $NEED_WATCHGEN == 0 ]] || log "watchgen: $WATCHGEN"
 log "systems: $SYSTEMS | members: $NODES | workloads: $WORKLOADS | runs: $RUNS | scale: $SCALE | key space: $KEYS | pin: $PIN | nice: $NICE"
 START=$SECONDS
 for run in $(seq "$RUNS"); do
@@ -321,13 +362,23 @@ done
 ELAPSED=$((SECONDS - START))
 
 # ---------------------------------------------------------------- table
-# Medians over runs per (system, workload): ops/s, p99, server CPU ms/kop.
-summary=$(jq -s -r --arg wls "$WORKLOADS" '
+KV_WLS=$(tr ' ' '\n' <<<"$WORKLOADS" | grep -v -e '^watch-' -e '^$' | tr '\n' ' ' || true)
+WATCH_WLS=$(tr ' ' '\n' <<<"$WORKLOADS" | grep '^watch-' | tr '\n' ' ' || true)
+JQ_DEFS='
   def median: sort | if length == 0 then null
       elif length % 2 == 1 then .[length / 2 | floor]
       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   def stat($s; $w; f): [.[] | select(.system == $s and .bench == $w) | f | select(. != null)] | median;
   def fmt($d): if . == null then "-" else (. * pow(10; $d) | round / pow(10; $d) | tostring) end;
+  def ratio($a; $b): if $a and $b then ($a / $b | fmt(2)) else "-" end;
+  def errs($w): [.[] | select(.bench == $w) | .errors] | add // 0;
+  def other($w): [.[] | select(.bench == $w) | .other_cpu_cores // 0] | max;
+  def list(f): [.[] | f] | map(tostring) | join(", ");
+'
+# Medians over runs per (system, workload): ops/s, p99, server CPU ms/kop.
+summary=""
+if [[ -n $KV_WLS ]]; then
+    summary=$(jq -s -r --arg wls "$KV_WLS" "$JQ_DEFS"'
   . as $all
   | ($wls | split(" ") | map(select(. != ""))) as $ws
   | "| workload | etcd ops/s | armada ops/s | armada/etcd | etcd p99 ms | armada p99 ms | etcd CPU ms/kop | armada CPU ms/kop | armada/etcd CPU | errors | max other CPU |",
@@ -337,14 +388,39 @@ summary=$(jq -s -r --arg wls "$WORKLOADS" '
      | ($all | stat("armada"; $w; .ops_per_sec)) as $ao
      | ($all | stat("etcd"; $w; .server_cpu_ms_per_kop)) as $ec
      | ($all | stat("armada"; $w; .server_cpu_ms_per_kop)) as $ac
-     | ([$all[] | select(.bench == $w) | .errors] | add // 0) as $err
-     | ([$all[] | select(.bench == $w) | .other_cpu_cores // 0] | max) as $oth
-     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(if $eo and $ao then ($ao / $eo | fmt(2)) else "-" end) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(1)) | \($ac | fmt(1)) | \(if $ec and $ac then ($ac / $ec | fmt(2)) else "-" end) | \($err) | \($oth | fmt(2)) |")
+     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(ratio($ao; $eo)) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(1)) | \($ac | fmt(1)) | \(ratio($ac; $ec)) | \($all | errs($w)) | \($all | other($w) | fmt(2)) |")
 ' "$JSONL")
+    summary+=$'\n\nCPU ms/kop = server CPU time (user+sys) per 1000 successful requests; lower is better.'
+fi
+# Watch fan-out: medians of delivered events/s, delivery p50/p99 and server
+# CPU per delivered event.
+if [[ -n $WATCH_WLS ]]; then
+    [[ -z $summary ]] || summary+=$'\n\n'
+    summary+=$(jq -s -r --arg wls "$WATCH_WLS" "$JQ_DEFS"'
+  . as $all
+  | ($wls | split(" ") | map(select(. != ""))) as $ws
+  | "| watch workload | etcd events/s | armada events/s | armada/etcd | etcd p50 ms | armada p50 ms | etcd p99 ms | armada p99 ms | etcd CPU µs/event | armada CPU µs/event | armada/etcd CPU | errors | max other CPU |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ($ws[] as $w
+     | ($all | stat("etcd"; $w; .events_per_sec)) as $eo
+     | ($all | stat("armada"; $w; .events_per_sec)) as $ao
+     | ($all | stat("etcd"; $w; .server_cpu_us_per_event)) as $ec
+     | ($all | stat("armada"; $w; .server_cpu_us_per_event)) as $ac
+     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(ratio($ao; $eo)) | \($all | stat("etcd"; $w; .p50_ms) | fmt(2)) | \($all | stat("armada"; $w; .p50_ms) | fmt(2)) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(2)) | \($ac | fmt(2)) | \(ratio($ac; $ec)) | \($all | errs($w)) | \($all | other($w) | fmt(2)) |")
+' "$JSONL")
+    summary+=$'\n\n'"Watch: 1000 watchers on one prefix over 10 streams; events/s = events received, summed over
+watchers, from the first measured put to the last event; latency = put sent to event received,
+per (event, watcher); CPU µs/event = server CPU time per delivered event; errors = missing,
+duplicate or out-of-order events and stream failures."
+fi
 
-per_run=$(jq -s -r '
+per_run=$(jq -s -r "$JQ_DEFS"'
   group_by([.bench, .system])[]
-  | "- \(.[0].system) \(.[0].bench): ops/s \([.[] | .ops_per_sec | round] | map(tostring) | join(", ")); p99 ms \([.[] | .p99_ms] | map(tostring) | join(", ")); server CPU ms/kop \([.[] | .server_cpu_ms_per_kop] | map(tostring) | join(", "))"
+  | if .[0].workload == "watch" then
+      "- \(.[0].system) \(.[0].bench): events/s \(list(.events_per_sec | round)); p50 ms \(list(.p50_ms)); p99 ms \(list(.p99_ms)); server CPU µs/event \(list(.server_cpu_us_per_event)); puts/s \(list(.puts_per_sec | round)); put p50 ms \(list(.put_p50_ms))"
+    else
+      "- \(.[0].system) \(.[0].bench): ops/s \(list(.ops_per_sec | round)); p99 ms \(list(.p99_ms)); server CPU ms/kop \(list(.server_cpu_ms_per_kop))"
+    end
 ' "$JSONL")
 
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -362,7 +438,6 @@ both servers fsync every commit (defaults); runs took ${ELAPSED}s; raw results: 
 
 $summary
 
-CPU ms/kop = server CPU time (user+sys) per 1000 successful requests; lower is better.
 "max other CPU" = the most CPU (in cores) used by processes other than server and
 loadgen during any measured phase; above ~0.2 the run was disturbed.
 
