@@ -585,20 +585,5 @@ async fn run(args: Args) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if args.threads > 0 {
-        rt.worker_threads(args.threads);
-    }
-    let result = rt
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("watchgen: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::main_with("watchgen", args.threads, || run(args))
 }

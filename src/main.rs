@@ -5,6 +5,12 @@ use armada::pb::armada::tables_client::TablesClient;
 use armada::pb::armada::{CreateTableRequest, DeleteTableRequest, ListTablesRequest};
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: watch fan-out allocates on the hub's
+/// thread and frees on the stream senders', which in glibc contends on
+/// arena locks (a third of the server's samples in a 1000-watcher profile).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(level: &str, dev: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if dev {

@@ -64,14 +64,11 @@ fn start_followers(replication: u16, lease_interval: &str) -> Cluster {
     )
 }
 
-async fn start() -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    let (api, replication) = (free_port(), free_port());
-    let leader = start_leader(dir.path(), api, replication, &[]);
-    leader.ready().await;
-    let follower = Server::start_as(
+/// A one-node follower cluster of the leader replicating on `replication`.
+fn start_follower(dir: &std::path::Path, replication: u16) -> Server {
+    Server::start_as(
         "follower",
-        &dir.path().join("follower"),
+        &dir.join("follower"),
         Ports::pick(),
         &[
             &format!("--replication.leader-address=127.0.0.1:{replication}"),
@@ -79,7 +76,15 @@ async fn start() -> Pair {
             "--replication.poll-interval=100ms",
             "--replication.lease-interval=3s",
         ],
-    );
+    )
+}
+
+async fn start() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader = start_leader(dir.path(), api, replication, &[]);
+    leader.ready().await;
+    let follower = start_follower(dir.path(), replication);
     follower.ready().await;
     Pair {
         dir,
@@ -688,17 +693,7 @@ async fn follower_watchers_see_the_leaders_events() {
         &["--raft.snapshot-entries=20", "--raft.compaction-overhead=5"],
     );
     let leader = leader_node.ready().await;
-    let follower_node = Server::start_as(
-        "follower",
-        &dir.path().join("follower"),
-        Ports::pick(),
-        &[
-            &format!("--replication.leader-address=127.0.0.1:{replication}"),
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-            "--replication.lease-interval=3s",
-        ],
-    );
+    let follower_node = start_follower(dir.path(), replication);
     let follower = follower_node.ready().await;
     TablesClient::new(leader.clone())
         .create(CreateTableRequest { name: TABLE.into() })

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::seed::{env_u64, Rng};
 use common::Cluster;
 use etcd_client::{Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 use linearizability::{check_with_budget, CheckResult, Input, Operation, Output, PENDING};
@@ -44,44 +45,6 @@ const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 const DEFAULT_SEED: u64 = 0xA4AD_A11E;
 const DEFAULT_OPS: u64 = 1000;
 const DEFAULT_KILLS: u64 = 3;
-
-/// splitmix64: tiny, seedable, good enough to drive a schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
-}
-
-/// A u64 from the environment, decimal or `0x` hex.
-fn env_u64(name: &str, default: u64) -> u64 {
-    let Ok(raw) = std::env::var(name) else {
-        return default;
-    };
-    let raw = raw.trim();
-    let parsed = match raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => raw.parse(),
-    };
-    parsed.unwrap_or_else(|_| panic!("{name}={raw:?} is not a number"))
-}
 
 /// Nanoseconds since `start`: the one clock every call and return is read from.
 fn ns(start: Instant) -> u64 {

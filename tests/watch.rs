@@ -1,7 +1,8 @@
 //! Watch under load on one real node: a stuck client never blocks writes or
 //! other watchers and later gets every event exactly once; tens of
 //! thousands of watchers on one node each get their event; streams whose
-//! client went away are cleaned up. (etcd semantics, event by event, are
+//! client went away are cleaned up; a deleted table cancels its watchers;
+//! a `hasleader` stream ends once its table has no raft leader. (etcd semantics, event by event, are
 //! checked against real etcd by compat-tests; guarantees under raft leader
 //! kills by tests/watch_guarantees.rs.)
 
@@ -9,10 +10,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use armada::pb::armada::tables_client::TablesClient;
+use armada::pb::armada::{CreateTableRequest, DeleteTableRequest};
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::{PutRequest, WatchCreateRequest};
 use common::watch::{Recorder, WatchStream};
-use common::{Ports, Server};
+use common::{Cluster, Ports, Server};
 use tonic::transport::Channel;
 
 fn prefix(p: &str) -> WatchCreateRequest {
@@ -147,4 +150,63 @@ async fn tens_of_thousands_of_watchers_and_cleanup() {
     drop(streams);
     wait_metric(&server, "armada_watch_streams", 0.0).await;
     wait_metric(&server, "armada_watch_watchers", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_table_cancels_its_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Ports::pick(), &[]);
+    let ch = server.ready().await;
+    let table = || "gone".to_string();
+    TablesClient::new(ch.clone())
+        .create(CreateTableRequest { name: table() })
+        .await
+        .unwrap();
+    let mut s = WatchStream::open(&ch, Some("gone")).await;
+    s.create(prefix(""));
+    assert!(s.next().await.created);
+    TablesClient::new(ch.clone())
+        .delete(DeleteTableRequest { name: table() })
+        .await
+        .unwrap();
+    let resp = s.next().await;
+    assert!(resp.canceled, "{resp:?}");
+    assert_eq!(resp.cancel_reason, "armada: the table was deleted");
+    // A new stream on it is refused like any request for an unknown table.
+    let refused = armada::pb::etcdserverpb::watch_client::WatchClient::new(ch.clone())
+        .watch({
+            let mut r = tonic::Request::new(tokio_stream::iter(Vec::new()));
+            r.metadata_mut()
+                .insert(armada::TABLE_HEADER, "gone".parse().unwrap());
+            r
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hasleader_stream_ends_once_the_table_has_no_leader() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader().await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let ch = cluster.channel(survivor).await;
+    let mut plain = WatchStream::open(&ch, None).await;
+    plain.create(prefix("k/"));
+    assert!(plain.next().await.created);
+    let mut s = WatchStream::open_with(&ch, &[("hasleader", "true")]).await;
+    s.create(prefix("k/"));
+    assert!(s.next().await.created);
+    for id in (1..=3).filter(|id| *id != survivor) {
+        cluster.kill9(id);
+    }
+    let status = s.error().await;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "etcdserver: no leader");
+    // Without `hasleader` a stream stays open: it still answers a progress
+    // request (the node's own state is all synced).
+    plain.send(
+        armada::pb::etcdserverpb::watch_request::RequestUnion::ProgressRequest(Default::default()),
+    );
+    assert_eq!(plain.next().await.watch_id, -1);
 }

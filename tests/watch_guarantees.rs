@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use armada::pb::etcdserverpb::kv_client::KvClient as PbKvClient;
 use armada::pb::etcdserverpb::RangeRequest;
+use common::seed::{env_u64, Rng};
 use common::Cluster;
 use etcd_client::{
     Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, KvClient, Txn, TxnOp,
@@ -74,49 +75,15 @@ const DEFAULT_SEED: u64 = 0x3A7C_4ED5;
 const DEFAULT_WRITES: u64 = 600;
 const DEFAULT_KILLS: u64 = 3;
 
-/// splitmix64: tiny, seedable, good enough to drive a schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// `n` distinct keys, in a seeded order.
+fn pick_keys(rng: &mut Rng, n: usize) -> Vec<&'static str> {
+    let mut keys = KEYS.to_vec();
+    for i in 0..n {
+        let j = i + rng.below((keys.len() - i) as u64) as usize;
+        keys.swap(i, j);
     }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
-
-    /// `n` distinct keys.
-    fn keys(&mut self, n: usize) -> Vec<&'static str> {
-        let mut keys = KEYS.to_vec();
-        for i in 0..n {
-            let j = i + self.below((keys.len() - i) as u64) as usize;
-            keys.swap(i, j);
-        }
-        keys.truncate(n);
-        keys
-    }
-}
-
-/// A u64 from the environment, decimal or `0x` hex.
-fn env_u64(name: &str, default: u64) -> u64 {
-    let Ok(raw) = std::env::var(name) else {
-        return default;
-    };
-    let raw = raw.trim();
-    let parsed = match raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => raw.parse(),
-    };
-    parsed.unwrap_or_else(|_| panic!("{name}={raw:?} is not a number"))
+    keys.truncate(n);
+    keys
 }
 
 /// etcd's prefix end: the prefix with its last byte incremented.
@@ -195,7 +162,7 @@ async fn run_writer(
         let mut value = |j: usize| format!("w{id}-{n}-{j}");
         let roll = rng.below(100);
         let result: Result<Ack, String> = if roll < 40 {
-            let key = rng.keys(1)[0];
+            let key = pick_keys(&mut rng, 1)[0];
             let v = value(0);
             log.attempted.push(v.clone());
             let r = tokio::time::timeout(RPC_TIMEOUT, kv.put(key, v.as_str(), None)).await;
@@ -221,7 +188,7 @@ async fn run_writer(
                     prefix_end("wg/k"),
                     DeleteOptions::new().with_prefix(),
                 ),
-                _ => (rng.keys(1)[0], vec![], DeleteOptions::new()),
+                _ => (pick_keys(&mut rng, 1)[0], vec![], DeleteOptions::new()),
             };
             let r = tokio::time::timeout(RPC_TIMEOUT, kv.delete(key, Some(opts))).await;
             match r {
@@ -235,8 +202,8 @@ async fn run_writer(
             }
         } else {
             // if version(k) > 0 then put a, put b, delete c else put c, put d
-            let ks = rng.keys(4);
-            let cmp = rng.keys(1)[0];
+            let ks = pick_keys(&mut rng, 4);
+            let cmp = pick_keys(&mut rng, 1)[0];
             let vals: Vec<String> = (0..4).map(&mut value).collect();
             log.attempted.extend(vals.iter().cloned());
             let txn = Txn::new()

@@ -215,3 +215,29 @@ pub fn round(x: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (x * m).round() / m
 }
+
+/// The body of a bench binary's `main`: runs `run` on a multi-threaded
+/// runtime (`threads` workers, 0 = one per core) and turns an error into a
+/// message prefixed with `name` and a failing exit code.
+pub fn main_with<F, Fut>(name: &str, threads: usize, run: F) -> std::process::ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if threads > 0 {
+        rt.worker_threads(threads);
+    }
+    let result = rt
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

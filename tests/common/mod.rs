@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod seed;
 pub mod watch;
 
 use std::net::TcpListener;

@@ -22,11 +22,18 @@ pub struct WatchStream {
 impl WatchStream {
     /// Opens a stream on `table` (`None`: the node's default table).
     pub async fn open(ch: &Channel, table: Option<&str>) -> WatchStream {
+        match table {
+            Some(t) => WatchStream::open_with(ch, &[(armada::TABLE_HEADER, t)]).await,
+            None => WatchStream::open_with(ch, &[]).await,
+        }
+    }
+
+    /// Opens a stream with these gRPC metadata entries.
+    pub async fn open_with(ch: &Channel, metadata: &[(&'static str, &str)]) -> WatchStream {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut req = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
-        if let Some(t) = table {
-            req.metadata_mut()
-                .insert(armada::TABLE_HEADER, t.parse().unwrap());
+        for (key, value) in metadata {
+            req.metadata_mut().insert(*key, value.parse().unwrap());
         }
         let responses = WatchClient::new(ch.clone())
             .max_decoding_message_size(usize::MAX)
@@ -56,6 +63,22 @@ impl WatchStream {
             .expect("no watch response within 30 s")
             .expect("watch stream failed")
             .expect("watch stream ended")
+    }
+}
+
+impl WatchStream {
+    /// Waits (up to 30 s) for the stream to fail, skipping responses, and
+    /// returns its error.
+    pub async fn error(&mut self) -> tonic::Status {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.responses.message()).await {
+                Err(_) => panic!("the watch stream did not fail within 30 s"),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => panic!("the watch stream ended without an error"),
+                Ok(Err(status)) => return status,
+            }
+        }
     }
 }
 
