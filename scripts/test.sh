@@ -3,7 +3,8 @@
 # missing: protoc (for the etcd-client crate's build script) and Debian's
 # etcd 3.4.23 server and etcdctl (the reference the compat suite compares
 # against), iproute2 (`ip`: the partition test builds network namespaces,
-# which needs root) and openssl (the mTLS test makes its certificates).
+# which needs root), openssl (the mTLS test makes its certificates) and
+# python3-etcd3 (watch through the Python client, compared with etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v ip >/dev/null || need+=(iproute2)
 command -v openssl >/dev/null || need+=(openssl)
+/usr/bin/python3 -c "import etcd3" 2>/dev/null || need+=(python3-etcd3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
