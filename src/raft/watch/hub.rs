@@ -490,55 +490,24 @@ impl WatchHub {
     /// shared read of history from the lowest `next_rev`, handed to each
     /// watcher with room on its stream; those caught up become synced.
     async fn catch_up(&self, sm: &Arc<Shared>) -> bool {
-        let (todo, fanned, generation) = {
+        let (todo, fanned, generation, with_prev) = {
             let mut st = self.lock();
             let todo = st.catch_up_candidates();
-            (todo, st.fanned, st.generation)
+            let with_prev = (todo.iter())
+                .any(|(id, _)| st.watchers.get(id).is_some_and(|w| w.selector.prev_kv));
+            (todo, st.fanned, st.generation, with_prev)
         };
         let Some(from) = todo.iter().map(|(_, next)| *next).min() else {
             return false;
         };
         let through = fanned.min(from + watch::MAX_REVISIONS_PER_READ - 1);
-        let with_prev = {
-            let st = self.lock();
-            todo.iter()
-                .any(|(id, _)| st.watchers.get(id).is_some_and(|w| w.selector.prev_kv))
-        };
-        let (revs, through, compacted) = match sm.feed.read(from - 1, through) {
-            FeedRead::Revisions(mut revs) => {
-                let mut bytes = 0;
-                let keep = revs
-                    .iter()
-                    .take_while(|r| {
-                        let fits = bytes <= CATCH_UP_BYTES;
-                        bytes += r.bytes();
-                        fits
-                    })
-                    .count();
-                revs.truncate(keep);
-                let through = revs.last().map_or(through, |r| r.revision);
-                (revs, through, i64::MIN)
-            }
-            FeedRead::Gap => {
-                let sm = sm.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    sm.db
-                        .read(|r| watch::history(r, from, through, CATCH_UP_BYTES, with_prev))
-                })
-                .await;
-                match read {
-                    Ok(Ok((revs, through, compacted))) => {
-                        (revs.into_iter().map(Arc::new).collect(), through, compacted)
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(table = %self.table, "watch catch-up read: {e}");
-                        return false;
-                    }
-                    Err(e) => {
-                        tracing::error!(table = %self.table, "watch catch-up task: {e}");
-                        return false;
-                    }
-                }
+        let read = match read_history(sm, from, through, with_prev).await {
+            Ok(read) => read,
+            Err(e) => {
+                // Retried shortly: the watchers stay behind, nothing is lost.
+                tracing::error!(table = %self.table, "watch catch-up read: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return true;
             }
         };
         let mut guard = self.lock();
@@ -547,42 +516,105 @@ impl WatchHub {
             return true;
         }
         for (id, next) in todo {
-            let Some(w) = st.watchers.get_mut(&id) else {
-                continue;
-            };
-            // A compaction since the read began: the next pass cancels it.
-            if w.next_rev != next || !st.unsynced.contains(&id) || next < compacted {
-                continue;
-            }
-            let events = w.selector.select(
-                revs.iter().map(|r| &**r).filter(|r| r.revision >= next),
-                st.compacted.max(compacted),
-            );
-            if !events.is_empty() {
-                let n = events.len() as u64;
-                let sent = st.streams[&id.0].queue.try_push_event(WatchResponse {
-                    header: header(fanned),
-                    watch_id: id.1,
-                    events,
-                    fragment: w.fragment,
-                    ..Default::default()
-                });
-                if !sent {
-                    continue;
-                }
-                w.sent_since_tick = true;
-                self.events_sent.fetch_add(n, Ordering::Relaxed);
-            }
-            w.next_rev = through + 1;
-            if w.next_rev > st.fanned {
-                let range = w.selector.range.clone();
-                st.unsynced.remove(&id);
-                st.synced.insert(id, &range);
-            }
+            self.hand_history(st, id, next, &read, fanned);
         }
         st.answer_due_progress();
         true
     }
+
+    /// Gives watcher `id` (at `next`, if it still is) its part of `read`,
+    /// and makes it synced if that caught it up.
+    fn hand_history(
+        &self,
+        st: &mut HubState,
+        id: WatcherId,
+        next: i64,
+        read: &HistoryRead,
+        fanned: i64,
+    ) {
+        let Some(w) = st.watchers.get_mut(&id) else {
+            return;
+        };
+        // A compaction since the read began: the next pass cancels it.
+        if w.next_rev != next || !st.unsynced.contains(&id) || next < read.compacted {
+            return;
+        }
+        let events = w.selector.select(
+            (read.revisions.iter().map(|r| &**r)).filter(|r| r.revision >= next),
+            st.compacted.max(read.compacted),
+        );
+        if !events.is_empty() {
+            let n = events.len() as u64;
+            let Some(sw) = st.streams.get(&id.0) else {
+                return;
+            };
+            let sent = sw.queue.try_push_event(WatchResponse {
+                header: header(fanned),
+                watch_id: id.1,
+                events,
+                fragment: w.fragment,
+                ..Default::default()
+            });
+            if !sent {
+                return;
+            }
+            w.sent_since_tick = true;
+            self.events_sent.fetch_add(n, Ordering::Relaxed);
+        }
+        w.next_rev = read.through + 1;
+        if w.next_rev > st.fanned {
+            let range = w.selector.range.clone();
+            st.unsynced.remove(&id);
+            st.synced.insert(id, &range);
+        }
+    }
+}
+
+/// History for a catch-up pass.
+struct HistoryRead {
+    revisions: Vec<Arc<RevisionEvents>>,
+    /// The last revision the read covers.
+    through: i64,
+    /// The compaction revision the read saw (history below it is gone).
+    compacted: i64,
+}
+
+/// Revisions `from..=through` (fewer if they exceed the byte budget): from
+/// the feed's buffer if it still holds them, else from LMDB.
+async fn read_history(
+    sm: &Arc<Shared>,
+    from: i64,
+    through: i64,
+    with_prev: bool,
+) -> crate::error::Result<HistoryRead> {
+    if let FeedRead::Revisions(mut revisions) = sm.feed.read(from - 1, through) {
+        let mut bytes = 0;
+        let keep = (revisions.iter())
+            .take_while(|r| {
+                let fits = bytes <= CATCH_UP_BYTES;
+                bytes += r.bytes();
+                fits
+            })
+            .count();
+        revisions.truncate(keep);
+        return Ok(HistoryRead {
+            through: revisions.last().map_or(through, |r| r.revision),
+            revisions,
+            compacted: i64::MIN,
+        });
+    }
+    let sm = sm.clone();
+    let (revisions, through, compacted) = tokio::task::spawn_blocking(move || {
+        sm.db
+            .read(|r| watch::history(r, from, through, CATCH_UP_BYTES, with_prev))
+    })
+    .await
+    .map_err(|e| crate::error::Error::Internal(format!("watch catch-up task: {e}")))??;
+    Ok(HistoryRead {
+        revisions: revisions.into_iter().map(Arc::new).collect(),
+        through,
+        compacted,
+    })
 }
 
 impl HubState {
