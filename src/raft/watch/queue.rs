@@ -9,12 +9,14 @@
 //! full the hub does not wait: the watcher falls behind and catches up
 //! from history later. Popping below half the bound wakes the hub.
 //!
-//! While the sender is behind, a watcher's new events join its response
-//! that is still queued (whole revisions, in order, up to [`MERGE_BYTES`]),
-//! as etcd batches events for a watcher that fell behind: fewer, bigger
-//! responses exactly when the client cannot keep up. Never across a
-//! progress or control response queued after it, so a progress
-//! notification still follows every event at or below its revision.
+//! While the sender is well behind (at least [`MERGE_BACKLOG`] responses
+//! queued), a watcher's new events join its response that is still queued
+//! (whole revisions, in order, up to [`MERGE_BYTES`]), as etcd batches
+//! events for a watcher that fell behind: fewer, bigger responses exactly
+//! when the client cannot keep up, and one response per revision, like
+//! etcd's live path, when it can. Never across a progress or control
+//! response queued after it, so a progress notification still follows
+//! every event at or below its revision.
 //!
 //! A queued event response with `fragment` set is one whose watcher accepts
 //! it in pieces; the stream's sender decides whether it must be split.
@@ -33,6 +35,9 @@ const MAX_EVENT_RESPONSES: usize = 1024;
 const MAX_EVENT_BYTES: usize = 16 << 20;
 /// A queued response takes more events only while smaller than this.
 const MERGE_BYTES: usize = 1 << 20;
+/// Events join queued responses only while this many are waiting (half of
+/// etcd's per-stream buffer).
+const MERGE_BACKLOG: usize = 64;
 
 pub struct StreamQueue {
     inner: Mutex<QueueState>,
@@ -79,6 +84,9 @@ impl QueueState {
     /// Appends `resp`'s events to the watcher's queued response, if it has
     /// one that may still grow.
     fn merge(&mut self, resp: &mut WatchResponse, bytes: usize) -> bool {
+        if self.event_items < MERGE_BACKLOG {
+            return false;
+        }
         let Some(&seq) = self.open.get(&resp.watch_id) else {
             return false;
         };
@@ -254,6 +262,15 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_watchers_events_join_but_never_pass_a_progress() {
         let q = StreamQueue::new(Arc::new(Notify::new()));
+        // Without a backlog, one response per revision.
+        assert!(q.try_push_event(events(1, 3)));
+        assert!(q.try_push_event(events(1, 4)));
+        assert_eq!(shape(&q.pop().await.unwrap()), (1, 3, vec![3]));
+        assert_eq!(shape(&q.pop().await.unwrap()), (1, 4, vec![4]));
+        // A backlog of other watchers' responses.
+        for w in 0..MERGE_BACKLOG as i64 {
+            assert!(q.try_push_event(events(100 + w, 4)));
+        }
         assert!(q.try_push_event(events(1, 5)));
         assert!(q.try_push_event(events(2, 5)));
         assert!(q.try_push_event(events(1, 6))); // joins watcher 1's response
@@ -266,6 +283,9 @@ mod tests {
             ..Default::default()
         });
         assert!(q.try_push_event(events(1, 7))); // after the progress: new response
+        for _ in 0..MERGE_BACKLOG {
+            q.pop().await.unwrap();
+        }
         let mut got = Vec::new();
         for _ in 0..4 {
             got.push(shape(&q.pop().await.unwrap()));
@@ -279,8 +299,6 @@ mod tests {
                 (1, 7, vec![7]),
             ]
         );
-        // Once sent, a response takes no more events.
-        assert!(q.try_push_event(events(1, 8)));
-        assert_eq!(shape(&q.pop().await.unwrap()), (1, 8, vec![8]));
+
     }
 }
