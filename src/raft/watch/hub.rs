@@ -150,11 +150,11 @@ impl WatchHub {
     }
 
     /// Serves from `sm` (a table incarnation) from now on. Watchers move to
-    /// catch-up against it and resume exactly where they were, unless its
-    /// history is another lineage than the previous source's (`lineage`:
-    /// the leader cluster's epoch of the data): then every watcher is
-    /// canceled with the compaction signal, so clients re-list as they do
-    /// after a compaction, instead of getting events that never happened.
+    /// catch-up against it and resume exactly where they were, unless
+    /// `lineage_changed` (its history is not a continuation of the previous
+    /// source's): then every watcher is canceled with the compaction signal,
+    /// so clients re-list as they do after a compaction, instead of getting
+    /// events that never happened.
     pub fn attach(&self, sm: Arc<Shared>, lineage_changed: bool) {
         let mut st = self.lock();
         if st.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, &sm)) {
