@@ -340,7 +340,11 @@ impl WatchHub {
         let Some(sw) = st.streams.get_mut(&stream) else {
             return;
         };
-        if sw.ids.is_empty() {
+        if !sw
+            .ids
+            .iter()
+            .any(|id| st.watchers.contains_key(&(stream, *id)))
+        {
             sw.queue.try_push_progress(progress(-1, current));
         } else if st.fanned >= current {
             st.answer_progress(stream);
@@ -628,7 +632,10 @@ impl HubState {
         let Some(sw) = self.streams.get(&stream) else {
             return;
         };
-        if sw.ids.iter().all(|id| self.is_caught_up((stream, *id))) {
+        // Ids of watchers canceled by a compaction (held until the client
+        // cancels them) do not count.
+        let live = (sw.ids.iter()).filter(|id| self.watchers.contains_key(&(stream, **id)));
+        if live.copied().all(|id| self.is_caught_up((stream, id))) {
             sw.queue.try_push_progress(progress(-1, self.fanned));
         }
     }
@@ -670,11 +677,12 @@ impl HubState {
         }
     }
 
+    /// Ends every watcher with `response`. As after etcd's compaction
+    /// cancel, the ids stay taken until the client cancels them.
     fn cancel_all(&mut self, response: impl Fn(i64) -> WatchResponse) {
         let ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
         for id in ids {
-            if let Some(sw) = self.streams.get_mut(&id.0) {
-                sw.ids.remove(&id.1);
+            if let Some(sw) = self.streams.get(&id.0) {
                 sw.queue.push_control(response(id.1));
             }
             self.remove_watcher(id);
@@ -714,9 +722,6 @@ impl HubState {
                     compact_revision: self.compacted,
                     ..Default::default()
                 });
-                if let Some(sw) = self.streams.get_mut(&id.0) {
-                    sw.ids.remove(&id.1);
-                }
                 self.remove_watcher(id);
             } else if w.next_rev > self.fanned {
                 let range = w.selector.range.clone();
