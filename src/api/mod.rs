@@ -11,6 +11,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod tables;
 pub mod watch;
+pub mod watch_codec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

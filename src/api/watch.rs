@@ -17,10 +17,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Context;
 use crate::error::EtcdError;
 use crate::kv::validate::MAX_REQUEST_BYTES;
-use crate::kv::watch::fragments;
+use crate::kv::watch::{fragments, WatchOut};
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
-use crate::pb::etcdserverpb::watch_server::Watch;
-use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::pb::etcdserverpb::WatchRequest;
 use crate::raft::watch::hub::{WatchHub, WatchStream};
 
 /// etcd fragments responses of at least `--max-request-bytes` plus gRPC's
@@ -39,13 +38,11 @@ pub struct WatchService {
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchOut, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ResponseStream;
-
-    async fn watch(
+impl WatchService {
+    /// etcd's `Watch` (served by [`super::watch_codec::WatchServer`]).
+    pub async fn watch(
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
@@ -158,7 +155,7 @@ fn responses(
         table: String,
         stream: WatchStream,
         ended: Arc<Mutex<Option<Status>>>,
-        pieces: std::collections::VecDeque<WatchResponse>,
+        pieces: std::collections::VecDeque<WatchOut>,
         done: bool,
     }
     let state = State {
@@ -182,9 +179,9 @@ fn responses(
             return end.map(|status| (Err(status), s));
         };
         if let Ok(group) = s.ctx.registry.get(&s.table).await {
-            s.ctx.fill(&group, &mut resp.header, None);
+            s.ctx.fill(&group, &mut resp.head.header, None);
         }
-        s.pieces = if resp.fragment {
+        s.pieces = if resp.head.fragment {
             fragments(resp, FRAGMENT_BYTES).into()
         } else {
             [resp].into()

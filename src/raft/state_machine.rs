@@ -257,10 +257,7 @@ fn apply_command(
         .and_then(|e| e.kv.as_ref())
         .map(|kv| kv.mod_revision)
     {
-        events.push(RevisionEvents {
-            revision,
-            events: changes,
-        });
+        events.push(RevisionEvents::new(revision, changes));
     }
     Ok(result)
 }

@@ -17,6 +17,7 @@ use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
 use crate::api::watch::WatchService;
+use crate::api::watch_codec::WatchServer;
 use crate::api::{member_id, stable_id, Context, Member, Upstream};
 use crate::error::{Error, Result};
 use crate::kv::command::{Applied, Command};
@@ -25,7 +26,6 @@ use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
-use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::raft::raft_server::RaftServer;
 use crate::pb::replication::log_server::LogServer;
 use crate::pb::replication::metadata_server::MetadataServer;
@@ -206,14 +206,14 @@ pub async fn serve(
             ClusterServer::new(ClusterService { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
         )
-        .add_service(
-            WatchServer::new(WatchService {
+        .add_service(WatchServer::new(
+            WatchService {
                 ctx: ctx.clone(),
                 progress_interval: cfg.watch_progress_interval,
                 stop: stop_rx.clone(),
-            })
-            .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
-        )
+            },
+            MAX_GRPC_RECV_BYTES,
+        ))
         .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
         .add_service(ReplicationServer::new(StatusService {
             registry: registry.clone(),

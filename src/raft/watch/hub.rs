@@ -30,9 +30,8 @@ use super::matcher::Matcher;
 use super::queue::StreamQueue;
 use super::WatcherId;
 use crate::error::WatchError;
-use crate::kv::watch::{self, RevisionEvents, Selector};
+use crate::kv::watch::{self, RevisionEvents, Selector, WatchOut};
 use crate::pb::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
-use crate::pb::mvccpb::Event;
 use crate::raft::state_machine::Shared;
 
 /// A catch-up pass reads about this much history at most (at least one
@@ -441,7 +440,7 @@ impl WatchHub {
         let mut per: Vec<(WatcherId, Vec<usize>)> = Vec::new();
         let mut index: HashMap<WatcherId, usize> = HashMap::new();
         for (i, e) in rev.events.iter().enumerate() {
-            let Some(kv) = &e.kv else { continue };
+            let Some(kv) = &e.event.kv else { continue };
             st.synced.matching(&kv.key, |id| {
                 let slot = *index.entry(id).or_insert_with(|| {
                     per.push((id, Vec::new()));
@@ -457,8 +456,8 @@ impl WatchHub {
             if w.next_rev > rev.revision {
                 continue; // starts later
             }
-            let events: Vec<Event> = (positions.iter())
-                .filter_map(|i| w.selector.project(&rev.events[*i], st.compacted))
+            let events: Vec<_> = (positions.iter())
+                .filter_map(|i| w.selector.pick(&rev.events[*i], st.compacted))
                 .collect();
             if events.is_empty() {
                 continue;
@@ -467,12 +466,14 @@ impl WatchHub {
             let Some(sw) = st.streams.get(&id.0) else {
                 continue;
             };
-            let sent = sw.queue.try_push_event(WatchResponse {
-                header: header(rev.revision),
-                watch_id: id.1,
+            let sent = sw.queue.try_push_event(WatchOut {
+                head: WatchResponse {
+                    header: header(rev.revision),
+                    watch_id: id.1,
+                    fragment: w.fragment,
+                    ..Default::default()
+                },
                 events,
-                fragment: w.fragment,
-                ..Default::default()
             });
             if sent {
                 w.next_rev = rev.revision + 1;
@@ -552,12 +553,14 @@ impl WatchHub {
             let Some(sw) = st.streams.get(&id.0) else {
                 return;
             };
-            let sent = sw.queue.try_push_event(WatchResponse {
-                header: header(fanned),
-                watch_id: id.1,
+            let sent = sw.queue.try_push_event(WatchOut {
+                head: WatchResponse {
+                    header: header(fanned),
+                    watch_id: id.1,
+                    fragment: w.fragment,
+                    ..Default::default()
+                },
                 events,
-                fragment: w.fragment,
-                ..Default::default()
             });
             if !sent {
                 return;

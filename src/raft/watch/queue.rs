@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use prost::Message;
 use tokio::sync::Notify;
 
+use crate::kv::watch::WatchOut;
 use crate::pb::etcdserverpb::WatchResponse;
 
 /// etcd's `chanBufLen` is 128 responses; a fan-out of one revision to
@@ -49,7 +50,7 @@ pub struct StreamQueue {
 }
 
 struct Item {
-    resp: WatchResponse,
+    resp: WatchOut,
     /// Its size, if it counts against the bound (event and progress).
     counted: Option<usize>,
 }
@@ -83,27 +84,33 @@ impl QueueState {
 
     /// Appends `resp`'s events to the watcher's queued response, if it has
     /// one that may still grow.
-    fn merge(&mut self, resp: &mut WatchResponse, bytes: usize) -> bool {
+    fn merge(&mut self, resp: &mut WatchOut) -> bool {
         if self.event_items < MERGE_BACKLOG {
             return false;
         }
-        let Some(&seq) = self.open.get(&resp.watch_id) else {
+        let Some(&seq) = self.open.get(&resp.head.watch_id) else {
             return false;
         };
         if seq < self.barrier || seq < self.head {
             return false;
         }
         let item = &mut self.items[(seq - self.head) as usize];
-        let Some(size) = item.counted.as_mut() else {
+        let Some(size) = item.counted else {
             return false;
         };
-        if *size + bytes > MERGE_BYTES {
+        let added = resp.encoded_len() - resp.head.encoded_len();
+        if size + added > MERGE_BYTES {
             return false;
         }
+        // Sizes kept incrementally: recounting every event would make a
+        // long backlog quadratic.
+        let old_head = item.resp.head.encoded_len();
         item.resp.events.append(&mut resp.events);
-        item.resp.header = resp.header.take();
-        *size += bytes;
-        self.event_bytes += bytes;
+        item.resp.head.header = resp.head.header.take();
+        let merged = size - old_head + item.resp.head.encoded_len() + added;
+        debug_assert_eq!(merged, item.resp.encoded_len());
+        item.counted = Some(merged);
+        self.event_bytes = self.event_bytes + merged - size;
         true
     }
 }
@@ -118,7 +125,7 @@ impl StreamQueue {
         }
     }
 
-    fn push(&self, q: &mut QueueState, resp: WatchResponse, counted: Option<usize>) {
+    fn push(&self, q: &mut QueueState, resp: WatchOut, counted: Option<usize>) {
         q.items.push_back(Item { resp, counted });
         self.ready.notify_one();
     }
@@ -130,26 +137,26 @@ impl StreamQueue {
             return;
         }
         q.barrier = q.next_seq();
-        self.push(&mut q, resp, None);
+        self.push(&mut q, WatchOut::of(resp), None);
     }
 
     /// Queues an event response if there is room (or joins it to the
     /// watcher's queued one); false if there is no room.
-    pub fn try_push_event(&self, mut resp: WatchResponse) -> bool {
+    pub fn try_push_event(&self, mut resp: WatchOut) -> bool {
         let mut q = self.inner.lock().unwrap();
         if q.closed {
             return true; // nobody will read it: as good as delivered
         }
-        let bytes = resp.encoded_len();
-        if q.merge(&mut resp, bytes) {
+        if q.merge(&mut resp) {
             return true;
         }
+        let bytes = resp.encoded_len();
         if !q.has_room() {
             q.starved = true;
             return false;
         }
         let seq = q.next_seq();
-        q.open.insert(resp.watch_id, seq);
+        q.open.insert(resp.head.watch_id, seq);
         q.event_items += 1;
         q.event_bytes += bytes;
         self.push(&mut q, resp, Some(bytes));
@@ -167,7 +174,7 @@ impl StreamQueue {
         q.barrier = q.next_seq();
         q.event_items += 1;
         q.event_bytes += bytes;
-        self.push(&mut q, resp, Some(bytes));
+        self.push(&mut q, WatchOut::of(resp), Some(bytes));
     }
 
     /// True if an event response would be accepted now; if not, the hub
@@ -180,7 +187,7 @@ impl StreamQueue {
     }
 
     /// The next response, waiting for one; `None` once closed.
-    pub async fn pop(&self) -> Option<WatchResponse> {
+    pub async fn pop(&self) -> Option<WatchOut> {
         loop {
             let notified = self.ready.notified();
             {
@@ -188,8 +195,8 @@ impl StreamQueue {
                 if let Some(item) = q.items.pop_front() {
                     let seq = q.head;
                     q.head += 1;
-                    if q.open.get(&item.resp.watch_id) == Some(&seq) {
-                        q.open.remove(&item.resp.watch_id);
+                    if q.open.get(&item.resp.head.watch_id) == Some(&seq) {
+                        q.open.remove(&item.resp.head.watch_id);
                     }
                     if let Some(bytes) = item.counted {
                         q.event_items -= 1;
@@ -227,34 +234,39 @@ impl StreamQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::watch::SharedEvent;
     use crate::pb::etcdserverpb::ResponseHeader;
     use crate::pb::mvccpb::{Event, KeyValue};
 
-    fn events(watch_id: i64, revision: i64) -> WatchResponse {
-        WatchResponse {
-            header: Some(ResponseHeader {
-                revision,
+    fn events(watch_id: i64, revision: i64) -> WatchOut {
+        let event = SharedEvent::new(Event {
+            kv: Some(KeyValue {
+                mod_revision: revision,
                 ..Default::default()
             }),
-            watch_id,
-            events: vec![Event {
-                kv: Some(KeyValue {
-                    mod_revision: revision,
+            ..Default::default()
+        });
+        WatchOut {
+            head: WatchResponse {
+                header: Some(ResponseHeader {
+                    revision,
                     ..Default::default()
                 }),
+                watch_id,
                 ..Default::default()
-            }],
-            ..Default::default()
+            },
+            events: vec![event.encoded(false)],
         }
     }
 
-    fn shape(r: &WatchResponse) -> (i64, i64, Vec<i64>) {
-        let revs = (r.events.iter())
+    fn shape(r: &WatchOut) -> (i64, i64, Vec<i64>) {
+        let revs = (r.decode_events().iter())
             .map(|e| e.kv.as_ref().unwrap().mod_revision)
             .collect();
+        let h = &r.head;
         (
-            r.watch_id,
-            r.header.as_ref().map_or(0, |h| h.revision),
+            h.watch_id,
+            h.header.as_ref().map_or(0, |h| h.revision),
             revs,
         )
     }

@@ -7,25 +7,34 @@
 //! deletion revision; `prev_kv` is the version at revision - 1 and is absent
 //! for a create or when that revision is compacted.
 
+pub mod wire;
+
+use std::sync::Arc;
+
 use super::range::KeyRange;
 use super::MvccRead;
 use crate::error::{Result, WatchError};
-use prost::Message;
-
-use crate::pb::etcdserverpb::{
-    watch_create_request::FilterType, WatchCreateRequest, WatchResponse,
-};
+use crate::pb::etcdserverpb::{watch_create_request::FilterType, WatchCreateRequest};
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
+pub use wire::{fragments, SharedEvent, WatchOut};
 
 /// The changes of one revision as watch events, in sub-revision order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RevisionEvents {
     pub revision: i64,
-    pub events: Vec<Event>,
+    pub events: Vec<SharedEvent>,
 }
 
 impl RevisionEvents {
-    /// Approximate memory held, for budgets.
+    pub fn new(revision: i64, events: Vec<Event>) -> RevisionEvents {
+        RevisionEvents {
+            revision,
+            events: events.into_iter().map(SharedEvent::new).collect(),
+        }
+    }
+
+    /// Approximate memory held, for budgets (encodings made later add
+    /// about as much again).
     pub fn bytes(&self) -> usize {
         self.events
             .iter()
@@ -34,7 +43,7 @@ impl RevisionEvents {
                     kv.as_ref()
                         .map_or(0, |kv| kv.key.len() + kv.value.len() + 48)
                 };
-                kv(&e.kv) + kv(&e.prev_kv) + 16
+                kv(&e.event.kv) + kv(&e.event.prev_kv) + 16
             })
             .sum()
     }
@@ -68,7 +77,8 @@ impl Selector {
         })
     }
 
-    fn wants(&self, e: &Event) -> bool {
+    /// Whether the watcher gets this event (range and filters).
+    pub fn wants(&self, e: &Event) -> bool {
         let filtered = if e.r#type == EventType::Delete as i32 {
             self.no_delete
         } else {
@@ -77,20 +87,13 @@ impl Selector {
         !filtered && e.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
     }
 
-    /// The event as this watcher gets it, if it wants it: without
+    /// The event as this watcher gets it, encoded, if it wants it: without
     /// `prev_kv` unless asked for, and without it once revision - 1 is
     /// below `compacted` (etcd reads it when sending, and finds it gone).
-    pub fn project(&self, e: &Event, compacted: i64) -> Option<Event> {
-        let readable = e.kv.as_ref().is_some_and(|kv| kv.mod_revision > compacted);
-        self.wants(e).then(|| Event {
-            r#type: e.r#type,
-            kv: e.kv.clone(),
-            prev_kv: if self.prev_kv && readable {
-                e.prev_kv.clone()
-            } else {
-                None
-            },
-        })
+    pub fn pick(&self, e: &SharedEvent, compacted: i64) -> Option<Arc<[u8]>> {
+        let readable = (e.event.kv.as_ref()).is_some_and(|kv| kv.mod_revision > compacted);
+        self.wants(&e.event)
+            .then(|| e.encoded(self.prev_kv && readable))
     }
 
     /// The events of `revs` this watcher gets, as it gets them.
@@ -98,9 +101,9 @@ impl Selector {
         &self,
         revs: impl IntoIterator<Item = &'a RevisionEvents>,
         compacted: i64,
-    ) -> Vec<Event> {
+    ) -> Vec<Arc<[u8]>> {
         revs.into_iter()
-            .flat_map(|rev| rev.events.iter().filter_map(|e| self.project(e, compacted)))
+            .flat_map(|rev| rev.events.iter().filter_map(|e| self.pick(e, compacted)))
             .collect()
     }
 }
@@ -168,84 +171,9 @@ pub fn history(
         }
         total += key.len() + event.kv.as_ref().map_or(0, |kv| kv.value.len()) + 64;
         match out.last_mut() {
-            Some(last) if last.revision == rev => last.events.push(event),
-            _ => out.push(RevisionEvents {
-                revision: rev,
-                events: vec![event],
-            }),
+            Some(last) if last.revision == rev => last.events.push(SharedEvent::new(event)),
+            _ => out.push(RevisionEvents::new(rev, vec![event])),
         }
     }
     Ok((out, through, compacted))
-}
-
-/// etcd's `sendFragments` (`v3rpc/watch.go`): a response of at least
-/// `max_bytes` with two or more events, for a watcher that asked for
-/// fragments, goes out in pieces of at least one event each, every piece
-/// but the last marked `fragment`. Anything else goes out whole, unmarked.
-pub fn fragments(mut resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
-    resp.fragment = false;
-    if resp.events.len() < 2 || resp.encoded_len() < max_bytes {
-        return vec![resp];
-    }
-    let events = std::mem::take(&mut resp.events);
-    let base = WatchResponse {
-        fragment: true,
-        ..resp
-    };
-    let base_len = base.encoded_len();
-    let mut out = Vec::new();
-    let mut piece = base.clone();
-    let mut len = base_len;
-    for e in events {
-        let add = prost::encoding::message::encoded_len(EVENTS_FIELD, &e);
-        if !piece.events.is_empty() && len + add >= max_bytes {
-            out.push(std::mem::replace(&mut piece, base.clone()));
-            len = base_len;
-        }
-        len += add;
-        piece.events.push(e);
-    }
-    piece.fragment = false;
-    out.push(piece);
-    out
-}
-
-/// The field number of `WatchResponse.events`.
-const EVENTS_FIELD: u32 = 11;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(key: &str, size: usize) -> Event {
-        Event {
-            kv: Some(KeyValue {
-                key: key.into(),
-                value: vec![b'x'; size],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn fragments_split_only_big_multi_event_responses() {
-        let resp = |events| WatchResponse {
-            watch_id: 3,
-            events,
-            fragment: true,
-            ..Default::default()
-        };
-        let one = fragments(resp(vec![put("a", 100)]), 10);
-        assert_eq!((one.len(), one[0].fragment), (1, false));
-        let small = fragments(resp(vec![put("a", 1), put("b", 1)]), 1000);
-        assert_eq!(small.len(), 1);
-        let pieces = fragments(resp(vec![put("a", 600), put("b", 600), put("c", 10)]), 1000);
-        let shape: Vec<(usize, bool)> = pieces
-            .iter()
-            .map(|p| (p.events.len(), p.fragment))
-            .collect();
-        assert_eq!(shape, vec![(1, true), (2, false)]);
-        assert!(pieces.iter().all(|p| p.watch_id == 3));
-    }
 }
