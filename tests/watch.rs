@@ -210,3 +210,39 @@ async fn a_hasleader_stream_ends_once_the_table_has_no_leader() {
     );
     assert_eq!(plain.next().await.watch_id, -1);
 }
+
+/// Two watchers catching up from far apart in history (more than one read
+/// of 1000 revisions apart): each gets exactly its revisions, once, in
+/// order; the one further ahead is never moved back by the other's read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_far_apart_in_history_each_get_their_part_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Ports::pick(), &[]);
+    let ch = server.ready().await;
+    let mut last = 0;
+    for i in 0..1300 {
+        last = put(&ch, &format!("h/{i:05}"), b"v".to_vec()).await;
+    }
+    let mut s = WatchStream::open(&ch, None).await;
+    let starts = [2, last - 100];
+    for (id, start) in starts.iter().enumerate() {
+        s.create(WatchCreateRequest {
+            start_revision: *start,
+            watch_id: id as i64 + 1,
+            ..prefix("h/")
+        });
+    }
+    let mut next = starts;
+    while next.iter().any(|n| *n <= last) {
+        let resp = s.next().await;
+        let w = match resp.watch_id {
+            1 | 2 => (resp.watch_id - 1) as usize,
+            other => panic!("unexpected response {other}: {resp:?}"),
+        };
+        for e in &resp.events {
+            let rev = e.kv.as_ref().unwrap().mod_revision;
+            assert_eq!(rev, next[w], "watcher {} got {rev}", w + 1);
+            next[w] += 1;
+        }
+    }
+}

@@ -106,8 +106,12 @@ impl Receiver {
         let mut leaderless = 0;
         let mut reading = true;
         loop {
+            // A client that sends requests but reads no responses is not
+            // read from either, rather than queueing answers without bound.
+            let room = self.queue.control_room();
             tokio::select! {
-                msg = requests.message(), if reading => match msg {
+                _ = self.queue.wait_control_room(), if reading && !room => {}
+                msg = requests.message(), if reading && room => match msg {
                     Ok(Some(req)) => self.handle(req),
                     // A half-closed stream keeps delivering, as etcd's does.
                     Ok(None) => reading = false,

@@ -69,6 +69,7 @@ struct HubState {
     unsynced: BTreeSet<WatcherId>,
     streams: HashMap<u64, StreamWatchers>,
     next_stream: u64,
+    next_serial: u64,
     closed: bool,
 }
 
@@ -82,11 +83,11 @@ struct StreamWatchers {
 }
 
 struct Watcher {
+    /// Unique in the hub: tells a watcher from a later one that reuses its
+    /// id while a catch-up read is in flight.
+    serial: u64,
     selector: Selector,
     next_rev: i64,
-    /// The first revision it may get: progress waits until `fanned` reaches
-    /// it (etcd #20290).
-    first_rev: i64,
     progress_notify: bool,
     /// The client accepts a big response in fragments.
     fragment: bool,
@@ -284,16 +285,19 @@ impl WatchHub {
         } else {
             start
         };
+        st.next_serial += 1;
         let w = Watcher {
+            serial: st.next_serial,
             selector,
             next_rev,
-            first_rev: next_rev,
             progress_notify: req.progress_notify,
             fragment: req.fragment,
             sent_since_tick: false,
         };
         let wid = (stream, id);
-        if next_rev > st.fanned {
+        // Below the compaction revision it must get the compaction cancel,
+        // which the catch-up pass sends, even if the fan-out lags behind it.
+        if next_rev > st.fanned && next_rev >= st.current_compacted() {
             st.synced.insert(wid, &w.selector.range);
         } else {
             st.unsynced.insert(wid);
@@ -498,11 +502,11 @@ impl WatchHub {
         let (todo, fanned, generation, with_prev) = {
             let mut st = self.lock();
             let todo = st.catch_up_candidates();
-            let with_prev = (todo.iter())
-                .any(|(id, _)| st.watchers.get(id).is_some_and(|w| w.selector.prev_kv));
+            let with_prev =
+                (todo.iter()).any(|c| st.watchers.get(&c.id).is_some_and(|w| w.selector.prev_kv));
             (todo, st.fanned, st.generation, with_prev)
         };
-        let Some(from) = todo.iter().map(|(_, next)| *next).min() else {
+        let Some(from) = todo.iter().map(|c| c.next).min() else {
             return false;
         };
         let through = fanned.min(from + watch::MAX_REVISIONS_PER_READ - 1);
@@ -520,28 +524,28 @@ impl WatchHub {
         if !st.serves(sm) || st.generation != generation {
             return true;
         }
-        for (id, next) in todo {
-            self.hand_history(st, id, next, &read, fanned);
+        for c in todo {
+            self.hand_history(st, &c, &read, fanned);
         }
         st.answer_due_progress();
         true
     }
 
-    /// Gives watcher `id` (at `next`, if it still is) its part of `read`,
-    /// and makes it synced if that caught it up.
-    fn hand_history(
-        &self,
-        st: &mut HubState,
-        id: WatcherId,
-        next: i64,
-        read: &HistoryRead,
-        fanned: i64,
-    ) {
+    /// Gives candidate `c` (if it is still the same watcher, at the same
+    /// revision) its part of `read`, and makes it synced if that caught it
+    /// up.
+    fn hand_history(&self, st: &mut HubState, c: &Candidate, read: &HistoryRead, fanned: i64) {
+        let (id, next) = (c.id, c.next);
         let Some(w) = st.watchers.get_mut(&id) else {
             return;
         };
-        // A compaction since the read began: the next pass cancels it.
-        if w.next_rev != next || !st.unsynced.contains(&id) || next < read.compacted {
+        if w.serial != c.serial || w.next_rev != next || !st.unsynced.contains(&id) {
+            return;
+        }
+        // A compaction since the read began: the next pass cancels it. A
+        // watcher further ahead than the read reached waits for a later
+        // pass (never move `next_rev` back).
+        if next < read.compacted || next > read.through {
             return;
         }
         let events = w.selector.select(
@@ -624,10 +628,22 @@ async fn read_history(
     })
 }
 
+/// An unsynced watcher a catch-up pass serves.
+struct Candidate {
+    id: WatcherId,
+    serial: u64,
+    next: i64,
+}
+
 impl HubState {
     /// The revision the source has applied (and published).
     fn current(&self) -> i64 {
         (self.source.as_ref()).map_or(self.fanned, |s| s.feed.state().0.current)
+    }
+
+    /// The source's compaction revision as of now.
+    fn current_compacted(&self) -> i64 {
+        (self.source.as_ref()).map_or(self.compacted, |s| s.feed.state().0.compacted)
     }
 
     /// Answers `stream`'s progress request if all its watchers are caught up.
@@ -662,10 +678,14 @@ impl HubState {
         self.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, sm))
     }
 
-    /// Synced, and `fanned` has reached the watcher's first revision.
+    /// Synced (given everything through `fanned`) and given nothing beyond
+    /// it, so a progress notification at `fanned` is true for it: not for
+    /// a watcher that starts later (etcd #20290), nor for one that got
+    /// events past a `fanned` that a restore set back. (A synced watcher's
+    /// `next_rev` does not move for revisions it does not watch.)
     fn is_caught_up(&self, id: WatcherId) -> bool {
         self.watchers.get(&id).is_some_and(|w| {
-            self.synced.contains(id, &w.selector.range) && self.fanned + 1 >= w.first_rev
+            self.synced.contains(id, &w.selector.range) && w.next_rev <= self.fanned + 1
         })
     }
 
@@ -709,7 +729,7 @@ impl HubState {
 
     /// Sends compaction cancels, promotes watchers that are ahead, and
     /// returns the watchers with room on their stream and their `next_rev`.
-    fn catch_up_candidates(&mut self) -> Vec<(WatcherId, i64)> {
+    fn catch_up_candidates(&mut self) -> Vec<Candidate> {
         let mut todo = Vec::new();
         let ids: Vec<WatcherId> = self.unsynced.iter().copied().collect();
         for id in ids {
@@ -731,7 +751,11 @@ impl HubState {
                 self.unsynced.remove(&id);
                 self.synced.insert(id, &range);
             } else if queue.has_room() {
-                todo.push((id, w.next_rev));
+                todo.push(Candidate {
+                    id,
+                    serial: w.serial,
+                    next: w.next_rev,
+                });
             }
         }
         todo

@@ -4,7 +4,9 @@
 //! overtake an event, etcd #15220).
 //!
 //! Control responses (created, canceled, compaction) are always accepted:
-//! there is at most one per client request or per watcher. Event and
+//! there is at most one per client request or per watcher, and the stream
+//! stops reading requests while [`MAX_CONTROL_RESPONSES`] of them wait
+//! (etcd's receive loop blocks on its 16-slot control channel likewise). Event and
 //! progress responses are bounded in count and bytes; when the queue is
 //! full the hub does not wait: the watcher falls behind and catches up
 //! from history later. Popping below half the bound wakes the hub.
@@ -34,6 +36,8 @@ use crate::pb::etcdserverpb::WatchResponse;
 /// hundreds of watchers on one stream needs more room than that.
 const MAX_EVENT_RESPONSES: usize = 1024;
 const MAX_EVENT_BYTES: usize = 16 << 20;
+/// Control responses waiting before the stream stops reading requests.
+pub const MAX_CONTROL_RESPONSES: usize = 1024;
 /// A queued response takes more events only while smaller than this.
 const MERGE_BYTES: usize = 1 << 20;
 /// Events join queued responses only while this many are waiting (half of
@@ -44,6 +48,8 @@ pub struct StreamQueue {
     inner: Mutex<QueueState>,
     /// Wakes the stream's sender.
     ready: Notify,
+    /// Wakes the stream's receiver when control responses drained.
+    drained: Notify,
     closed: tokio::sync::watch::Sender<bool>,
     /// Wakes the hub when room frees up for watchers that fell behind.
     hub: Arc<Notify>,
@@ -67,6 +73,7 @@ struct QueueState {
     open: HashMap<i64, u64>,
     event_items: usize,
     event_bytes: usize,
+    control_items: usize,
     /// Set when the hub refused an event for lack of room.
     starved: bool,
     closed: bool,
@@ -99,7 +106,7 @@ impl QueueState {
             return false;
         };
         let added = resp.encoded_len() - resp.head.encoded_len();
-        if size + added > MERGE_BYTES {
+        if size + added > MERGE_BYTES || self.event_bytes + added > MAX_EVENT_BYTES {
             return false;
         }
         // Sizes kept incrementally: recounting every event would make a
@@ -120,6 +127,7 @@ impl StreamQueue {
         StreamQueue {
             inner: Mutex::new(QueueState::default()),
             ready: Notify::new(),
+            drained: Notify::new(),
             closed: tokio::sync::watch::Sender::new(false),
             hub,
         }
@@ -137,7 +145,28 @@ impl StreamQueue {
             return;
         }
         q.barrier = q.next_seq();
+        q.control_items += 1;
         self.push(&mut q, WatchOut::of(resp), None);
+    }
+
+    /// True while fewer than [`MAX_CONTROL_RESPONSES`] control responses
+    /// wait: the stream may read another request.
+    pub fn control_room(&self) -> bool {
+        self.inner.lock().unwrap().control_items < MAX_CONTROL_RESPONSES
+    }
+
+    /// Resolves once [`Self::control_room`] (or the stream closed).
+    pub async fn wait_control_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            {
+                let q = self.inner.lock().unwrap();
+                if q.closed || q.control_items < MAX_CONTROL_RESPONSES {
+                    return;
+                }
+            }
+            drained.await;
+        }
     }
 
     /// Queues an event response if there is room (or joins it to the
@@ -205,6 +234,11 @@ impl StreamQueue {
                             q.starved = false;
                             self.hub.notify_one();
                         }
+                    } else {
+                        q.control_items -= 1;
+                        if q.control_items == MAX_CONTROL_RESPONSES - 1 {
+                            self.drained.notify_one();
+                        }
                     }
                     return Some(item.resp);
                 }
@@ -222,6 +256,7 @@ impl StreamQueue {
         q.closed = true;
         drop(q);
         self.ready.notify_one();
+        self.drained.notify_one();
         self.closed.send_replace(true);
     }
 
