@@ -9,8 +9,8 @@
 //!   it. Registration decides with the same lock, so a new watcher gets
 //!   each revision exactly once: from history or live, never both, never
 //!   neither (etcd's notify-before-`currentRev++`).
-//! - `next_rev` only grows, except that a restore never lowers it (etcd
-//!   #15271): it is the first revision the watcher has not been given.
+//! - `next_rev`, the first revision the watcher has not been given, never
+//!   goes back, across restores too (etcd #15271).
 //! - Nothing waits on a client: a watcher whose stream queue is full falls
 //!   behind into the unsynced set and is served from history once there is
 //!   room again. Events are never dropped; a watcher whose history was
@@ -116,12 +116,6 @@ pub struct WatchStream {
     pub id: u64,
     pub queue: Arc<StreamQueue>,
     hub: Arc<WatchHub>,
-}
-
-impl WatchStream {
-    pub fn hub(&self) -> &Arc<WatchHub> {
-        &self.hub
-    }
 }
 
 impl Drop for WatchStream {
@@ -466,23 +460,11 @@ impl WatchHub {
             if events.is_empty() {
                 continue;
             }
-            let n = events.len() as u64;
             let Some(sw) = st.streams.get(&id.0) else {
                 continue;
             };
-            let sent = sw.queue.try_push_event(WatchOut {
-                head: WatchResponse {
-                    header: header(rev.revision),
-                    watch_id: id.1,
-                    fragment: w.fragment,
-                    ..Default::default()
-                },
-                events,
-            });
-            if sent {
+            if self.offer(&sw.queue, id.1, w, rev.revision, events) {
                 w.next_rev = rev.revision + 1;
-                w.sent_since_tick = true;
-                self.events_sent.fetch_add(n, Ordering::Relaxed);
             } else {
                 // A slow client: this revision and later come from history.
                 w.next_rev = rev.revision;
@@ -493,6 +475,33 @@ impl WatchHub {
             }
         }
         st.fanned = rev.revision;
+    }
+
+    /// Queues `events` for watcher `w` (id `watch_id`) in a response at
+    /// `revision`; false if its stream has no room.
+    fn offer(
+        &self,
+        queue: &StreamQueue,
+        watch_id: i64,
+        w: &mut Watcher,
+        revision: i64,
+        events: Vec<Arc<[u8]>>,
+    ) -> bool {
+        let n = events.len() as u64;
+        let sent = queue.try_push_event(WatchOut {
+            head: WatchResponse {
+                header: header(revision),
+                watch_id,
+                fragment: w.fragment,
+                ..Default::default()
+            },
+            events,
+        });
+        if sent {
+            w.sent_since_tick = true;
+            self.events_sent.fetch_add(n, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// One pass over the unsynced watchers: compaction cancels, then one
@@ -553,24 +562,12 @@ impl WatchHub {
             st.compacted.max(read.compacted),
         );
         if !events.is_empty() {
-            let n = events.len() as u64;
             let Some(sw) = st.streams.get(&id.0) else {
                 return;
             };
-            let sent = sw.queue.try_push_event(WatchOut {
-                head: WatchResponse {
-                    header: header(fanned),
-                    watch_id: id.1,
-                    fragment: w.fragment,
-                    ..Default::default()
-                },
-                events,
-            });
-            if !sent {
+            if !self.offer(&sw.queue, id.1, w, fanned, events) {
                 return;
             }
-            w.sent_since_tick = true;
-            self.events_sent.fetch_add(n, Ordering::Relaxed);
         }
         w.next_rev = read.through + 1;
         if w.next_rev > st.fanned {
