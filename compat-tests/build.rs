@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../proto/etcd/kv.proto",
         "../proto/etcd/auth.proto",
         "../proto/etcd/rpc.proto",
+        "../proto/etcd/v3lock.proto",
+        "../proto/etcd/v3election.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -334,6 +334,8 @@ impl FollowerArgs {
                     .into(),
             ));
         }
+        // The leader cluster decides lease expiry; its revokes replicate.
+        cfg.registry.group.expire_leases = false;
         cfg.follow = Some(FollowerConfig {
             leader_address: self.leader_address.clone(),
             tls: self.node.replication_tls()?,
@@ -561,6 +563,7 @@ impl LeaderArgs {
                     // Bound one append batch by the in-memory log budget,
                     // assuming small (~1 KiB) entries.
                     max_payload_entries: (self.raft_max_in_mem_log_size / 1024).clamp(64, 4096),
+                    expire_leases: true,
                 },
             },
         })

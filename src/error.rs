@@ -42,6 +42,15 @@ pub enum EtcdError {
     Stopped,
     MemberNotFound,
     AuthNotEnabled,
+    /// A CORRUPT alarm is raised: every write is refused.
+    Corrupt,
+    /// Lock: the session's lease expired while waiting for the lock
+    /// (`concurrency.ErrSessionExpired`, no gRPC code: `Unknown`).
+    SessionExpired,
+    /// Proclaim with a leader key that no longer leads (`ErrElectionNotLeader`).
+    ElectionNotLeader,
+    /// Leader with no campaigner (`ErrElectionNoLeader`).
+    ElectionNoLeader,
 }
 
 impl EtcdError {
@@ -93,6 +102,11 @@ impl EtcdError {
                 Code::FailedPrecondition,
                 "etcdserver: authentication is not enabled",
             ),
+            Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),
+            // The concurrency package's errors reach clients unconverted.
+            SessionExpired => (Code::Unknown, "mutex: session is expired"),
+            ElectionNotLeader => (Code::Unknown, "election: not leader"),
+            ElectionNoLeader => (Code::Unknown, "election: no leader"),
         }
     }
 

@@ -14,3 +14,12 @@ pub mod storage;
 /// The gRPC metadata key that selects a table; without it a request goes to
 /// the node's `--api.default-table`.
 pub const TABLE_HEADER: &str = "armada-table";
+
+/// A request to another cluster's etcd API for `table`.
+pub fn table_request<M>(table: &str, message: M) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = table.parse() {
+        request.metadata_mut().insert(TABLE_HEADER, v);
+    }
+    request
+}

@@ -1,5 +1,5 @@
 //! Generated protobuf and gRPC code: etcd's API (`etcdserverpb`, `mvccpb`,
-//! `authpb`, wire-compatible with etcd 3.5) and Armada's own services.
+//! `authpb`, `v3lockpb`, `v3electionpb`, wire-compatible with etcd 3.5) and Armada's own services.
 //! Generated only; nothing hand-written lives here.
 
 #![allow(clippy::all, missing_docs)]
@@ -14,6 +14,14 @@ pub mod authpb {
 
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+}
+
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
 }
 
 pub mod armada {

@@ -1,7 +1,8 @@
 //! A full LMDB map is etcd's NOSPACE: writes fail with `etcdserver: mvcc:
 //! database space exceeded`, the alarm is listed, reads keep being served,
-//! nothing acknowledged is lost, and a restart with a larger
-//! `--storage.map-size` takes writes again.
+//! nothing acknowledged is lost, and after a restart with a larger
+//! `--storage.map-size` the alarm is still raised (it is replicated table
+//! state, as in etcd) until it is disarmed; then writes go through.
 
 mod common;
 
@@ -82,23 +83,33 @@ async fn full_map_raises_nospace_and_keeps_data() {
         .into_inner();
     assert_eq!(all.count, acked);
 
-    // Disarming while the map is still full does not let writes in.
-    maintenance
-        .alarm(AlarmRequest {
-            action: AlarmAction::Deactivate as i32,
-            alarm: AlarmType::Nospace as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // Disarming while the map is still full does not let writes in: the
+    // next write raises the alarm again.
+    let disarm = AlarmRequest {
+        action: AlarmAction::Deactivate as i32,
+        member_id: alarms.alarms[0].member_id,
+        alarm: AlarmType::Nospace as i32,
+    };
+    let disarmed = maintenance.alarm(disarm).await.unwrap().into_inner();
+    assert_eq!(disarmed.alarms, alarms.alarms);
     let err = kv.put(put("small".into(), 1)).await.unwrap_err();
     assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+    let again = maintenance.alarm(get_alarms).await.unwrap().into_inner();
+    assert_eq!(again.alarms, alarms.alarms);
 
-    // Recovery: restart with a larger map; data is intact and writes go through.
+    // Recovery: restart with a larger map. The alarm survives the restart
+    // and refuses writes until it is disarmed; then writes go through.
     server.kill9();
     let server = Server::start(dir.path(), ports, &["--storage.map-size=67108864"]);
     let ch = server.ready().await;
-    let mut kv = KvClient::new(ch);
+    let mut kv = KvClient::new(ch.clone());
+    let err = kv.put(put("after".into(), 10)).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+    let mut maintenance = MaintenanceClient::new(ch);
+    let alarms = maintenance.alarm(get_alarms).await.unwrap().into_inner();
+    assert_eq!(alarms.alarms.len(), 1, "{alarms:?}");
+    let disarmed = maintenance.alarm(disarm).await.unwrap().into_inner();
+    assert_eq!(disarmed.alarms, alarms.alarms);
     let resp = kv.put(put("after".into(), 10)).await.unwrap().into_inner();
     assert_eq!(resp.header.unwrap().revision, acked + 2);
     let all = kv

@@ -10,7 +10,10 @@
 //!     [min_mod=N] [max_mod=N] [min_create=N] [max_create=N]
 //! del <key> [end=<k>|prefix|from_key] [prev_kv]
 //! compact <rev> [physical]
-//! lease grant <id> <ttl>   |   lease revoke <id>
+//! lease <verb> ...         # Lease service, see [`crate::lease_cmd`]
+//! alarm <verb> ...         # Maintenance.Alarm, see [`crate::alarm_cmd`]
+//! lock ... | unlock ... | election ... | await @bg | cancel @bg
+//!                          # Lock/Election services, see [`crate::lock_cmd`]
 //! watch <verb> <stream> ... # Watch streams, see [`crate::watch_cmd`]
 //! txn                      # followed by lines indented deeper than `txn`:
 //!   if <target>(<key>) <op> <operand|<none>> [end=<k>|prefix|from_key]
@@ -21,11 +24,17 @@
 //! Byte strings (keys, values, range ends) accept double quotes for spaces
 //! and the escapes `\0`, `\xNN`, `\n`, `\t`, `\\`, `\"`, `\ ` and `\#`; a
 //! token `<size=N>` stands for N bytes of `x`. `if[N]`/`then[N]`/`else[N]`
-//! repeat a line N times, replacing `{i}` with 0..N.
+//! repeat a line N times, replacing `{i}` with 0..N. Lease ids (`lease=`,
+//! lease compares, lease commands) also accept aliases `$name` of
+//! server-chosen ids ([`crate::names`]).
 
+use crate::alarm_cmd::{parse_alarm, AlarmCmd};
+use crate::lease_cmd::{parse_lease, LeaseCmd};
+use crate::lock_cmd::{parse_conc, ConcCmd};
+use crate::names::lease_id;
 use crate::pb::etcdserverpb::{
-    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
-    LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
 use crate::watch_cmd::{parse_watch, WatchCmd};
 
@@ -42,10 +51,13 @@ pub enum Command {
     Txn(TxnRequest),
     /// `compact`: KV.Compact.
     Compact(CompactionRequest),
-    /// `lease grant`: Lease.LeaseGrant.
-    LeaseGrant(LeaseGrantRequest),
-    /// `lease revoke`: Lease.LeaseRevoke.
-    LeaseRevoke(LeaseRevokeRequest),
+    /// `lease ...`: the Lease service.
+    Lease(LeaseCmd),
+    /// `alarm ...`: Maintenance.Alarm.
+    Alarm(AlarmCmd),
+    /// `lock`, `unlock`, `election ...`, `await`, `cancel`: the Lock and
+    /// Election services.
+    Conc(ConcCmd),
     /// `watch ...`: an action on a named Watch stream.
     Watch(WatchCmd),
 }
@@ -172,14 +184,11 @@ fn parse_command(block: &[Line]) -> Result<Command, String> {
             }
             Ok(Command::Compact(req))
         }
-        "lease" => match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["grant", id, ttl] => Ok(Command::LeaseGrant(LeaseGrantRequest {
-                id: int(id)?,
-                ttl: int(ttl)?,
-            })),
-            ["revoke", id] => Ok(Command::LeaseRevoke(LeaseRevokeRequest { id: int(id)? })),
-            _ => Err("usage: `lease grant <id> <ttl>` or `lease revoke <id>`".into()),
-        },
+        "lease" => parse_lease(args).map(Command::Lease),
+        "alarm" => parse_alarm(args).map(Command::Alarm),
+        "lock" | "unlock" | "election" | "await" | "cancel" => {
+            parse_conc(name, args).map(Command::Conc)
+        }
         "watch" => parse_watch(args).map(Command::Watch),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -287,7 +296,14 @@ fn parse_compare(text: &str) -> Result<Compare, String> {
             TargetUnion::CreateRevision(int(operand)?),
         ),
         "mod" => (CompareTarget::Mod, TargetUnion::ModRevision(int(operand)?)),
-        "lease" => (CompareTarget::Lease, TargetUnion::Lease(int(operand)?)),
+        "lease" => (
+            CompareTarget::Lease,
+            TargetUnion::Lease(if operand == "<none>" {
+                0
+            } else {
+                lease_id(operand)?
+            }),
+        ),
         other => return Err(format!("unknown compare target `{other}`")),
     };
     let mut cmp = Compare {
@@ -377,7 +393,7 @@ fn parse_put(args: &[String]) -> Result<PutRequest, String> {
             "ignore_value" => req.ignore_value = true,
             "ignore_lease" => req.ignore_lease = true,
             _ => match o.strip_prefix("lease=") {
-                Some(v) => req.lease = int(v)?,
+                Some(v) => req.lease = lease_id(v)?,
                 None => return Err(format!("unknown put option `{o}`")),
             },
         }

@@ -13,7 +13,10 @@
 //! (`"cluster_id":"<masked>"`) and `ClusterID`, `MemberID`, `RaftTerm` in
 //! `-w fields` output; in the client's JSON log lines on stderr, the `ts`
 //! timestamp and the `target` (a random client id plus the port); and the
-//! server's endpoint URL wherever it is printed (`<endpoint>`).
+//! server's endpoint URL wherever it is printed (`<endpoint>`). Lease ids
+//! (as `$LEASE<n>` labels, also usable in later command lines), remaining
+//! TTLs and the unspecified orders of `lease list` / `lease timetolive
+//! --keys` are masked by [`crate::etcdctl_mask`].
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::etcdctl_bg::{self, BgCmd, BgProcs};
+use crate::etcdctl_mask::{lock_or_election_name, LeaseMask};
 use crate::server::ETCDCTL_BIN;
 
 /// One etcdctl invocation.
@@ -209,20 +213,38 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
 pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, String> {
     let mut out: Vec<String> = Vec::new();
     let mut bg = BgProcs::default();
+    let mut mask = LeaseMask::new(items.iter().filter_map(|item| match item {
+        CaseItem::Run(case)
+        | CaseItem::Bg {
+            cmd: BgCmd::Start { case, .. },
+            ..
+        } => lock_or_election_name(&case.args),
+        _ => None,
+    }));
     for item in items {
         match item {
             CaseItem::Text(t) => out.push(t.clone()),
             CaseItem::Run(case) => {
                 out.extend(case.echo.iter().cloned());
-                let (stdout, stderr, code) = run_one(endpoint, case).await?;
-                out.extend(render_output(endpoint, &stdout, &stderr));
+                let case = substitute(&mask, case)?;
+                let (stdout, stderr, code) = run_one(endpoint, &case).await?;
+                out.extend(render_output(
+                    endpoint, &case.args, &mut mask, &stdout, &stderr,
+                ));
                 if code != 0 {
                     out.push(format!("[exit {code}]"));
                 }
             }
             CaseItem::Bg { echo, cmd } => {
                 out.extend(echo.iter().cloned());
-                bg.run(endpoint, cmd, &mut out).await?;
+                let cmd = match cmd {
+                    BgCmd::Start { name, case } => BgCmd::Start {
+                        name: name.clone(),
+                        case: substitute(&mask, case)?,
+                    },
+                    other => other.clone(),
+                };
+                bg.run(endpoint, &cmd, &mut mask, &mut out).await?;
             }
         }
     }
@@ -231,11 +253,32 @@ pub async fn run_cases(endpoint: &str, items: &[CaseItem]) -> Result<String, Str
     Ok(s)
 }
 
-/// Transcript lines for a process's output: the endpoint URL replaced by
-/// `<endpoint>`, [`mask`]ed, stderr lines prefixed `stderr: `.
-pub fn render_output(endpoint: &str, stdout: &str, stderr: &str) -> Vec<String> {
-    let stdout = mask(&stdout.replace(endpoint, "<endpoint>"));
-    let stderr = mask(&stderr.replace(endpoint, "<endpoint>"));
+/// `case` with every `$LEASE<n>` in its arguments and stdin replaced by
+/// the lease id (see [`crate::etcdctl_mask`]).
+fn substitute(mask: &LeaseMask, case: &Case) -> Result<Case, String> {
+    let err = |e: String| format!("line {}: {e}", case.line);
+    let mut case = case.clone();
+    for a in case.args.iter_mut() {
+        *a = mask.substitute(a).map_err(err)?;
+    }
+    if let Some(s) = case.stdin.as_mut() {
+        *s = mask.substitute(s).map_err(err)?;
+    }
+    Ok(case)
+}
+
+/// Transcript lines for the output of etcdctl `args`: the endpoint URL
+/// replaced by `<endpoint>`, [`mask`]ed and lease-masked, stderr lines
+/// prefixed `stderr: `.
+pub fn render_output(
+    endpoint: &str,
+    args: &[String],
+    lease_mask: &mut LeaseMask,
+    stdout: &str,
+    stderr: &str,
+) -> Vec<String> {
+    let stdout = lease_mask.mask_output(args, &mask(&stdout.replace(endpoint, "<endpoint>")));
+    let stderr = lease_mask.mask_output(args, &mask(&stderr.replace(endpoint, "<endpoint>")));
     let mut out: Vec<String> = stdout.lines().map(str::to_string).collect();
     out.extend(stderr.lines().map(|l| format!("stderr: {l}")));
     out
@@ -395,5 +438,12 @@ mod tests {
             }
         ));
         assert!(parse_cases("@wait w\n").is_err());
+        assert!(matches!(
+            &parse_cases("@term w\n").unwrap()[0],
+            CaseItem::Bg {
+                cmd: BgCmd::Term { .. },
+                ..
+            }
+        ));
     }
 }

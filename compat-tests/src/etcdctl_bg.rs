@@ -1,5 +1,6 @@
 //! Background etcdctl processes for long-running commands (`etcdctl
-//! watch`), driven by `@` directives in etcdctl case files:
+//! watch`, `lock`, `elect`, `lease keep-alive`), driven by `@` directives
+//! in etcdctl case files:
 //!
 //! ```text
 //! @bg <name> <etcdctl args> [<<TAG]   start in the background; a heredoc is
@@ -9,6 +10,9 @@
 //! @stop <name>                        kill it (by pid), print what is left
 //! @exit <name>                        wait for it to exit on its own, print
 //!                                     what is left and `[exit N]`
+//! @term <name>                        send it SIGTERM (by pid), then as @exit
+//!                                     (etcdctl lock / elect then unlock /
+//!                                     resign before exiting)
 //! ```
 //!
 //! Output lines are prefixed with `[<name>] ` (stderr: `[<name>] stderr: `).
@@ -25,6 +29,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use crate::etcdctl::{command, render_output, Case};
+use crate::etcdctl_mask::LeaseMask;
 
 /// Upper bound of `@wait` and `@exit`.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,9 +47,11 @@ pub enum BgCmd {
     Stop { name: String },
     /// `@exit`: wait for the process to exit by itself.
     Exit { name: String },
+    /// `@term`: SIGTERM, then wait for the process to exit.
+    Term { name: String },
 }
 
-/// Parses `@wait`, `@stop` and `@exit` lines (`@bg` needs the heredoc
+/// Parses `@wait`, `@stop`, `@exit` and `@term` lines (`@bg` needs the heredoc
 /// handling of [`crate::etcdctl::parse_cases`]).
 pub fn parse_simple(words: &[String]) -> Result<BgCmd, String> {
     match words {
@@ -54,15 +61,20 @@ pub fn parse_simple(words: &[String]) -> Result<BgCmd, String> {
         }),
         [d, name] if d == "@stop" => Ok(BgCmd::Stop { name: name.clone() }),
         [d, name] if d == "@exit" => Ok(BgCmd::Exit { name: name.clone() }),
-        _ => {
-            Err("usage: @bg <name> <args> | @wait <name> <n> | @stop <name> | @exit <name>".into())
-        }
+        [d, name] if d == "@term" => Ok(BgCmd::Term { name: name.clone() }),
+        _ => Err(
+            "usage: @bg <name> <args> | @wait <name> <n> | @stop <name> | @exit <name> \
+             | @term <name>"
+                .into(),
+        ),
     }
 }
 
 /// A background etcdctl and its collected output.
 struct BgProc {
     child: Child,
+    /// The etcdctl arguments (for output masking).
+    args: Vec<String>,
     /// Kept open so interactive commands (`watch -i`) keep reading.
     _stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -85,6 +97,7 @@ impl BgProcs {
         &mut self,
         endpoint: &str,
         cmd: &BgCmd,
+        mask: &mut LeaseMask,
         out: &mut Vec<String>,
     ) -> Result<(), String> {
         match cmd {
@@ -92,7 +105,7 @@ impl BgProcs {
             BgCmd::Wait { name, lines } => {
                 let p = self.get(name)?;
                 let reached = wait_lines(p, *lines).await;
-                print_lines_up_to(p, *lines, name, endpoint, out);
+                print_lines_up_to(p, *lines, name, endpoint, mask, out);
                 if !reached {
                     out.push(format!(
                         "[{name}] timed out after {WAIT_TIMEOUT:?} waiting for {lines} lines"
@@ -105,11 +118,14 @@ impl BgProcs {
                 // `start_kill` signals exactly this child's pid.
                 let _ = p.child.start_kill();
                 let _ = p.child.wait().await;
-                finish(p, name, endpoint, None, out).await;
+                finish(p, name, endpoint, None, mask, out).await;
                 Ok(())
             }
-            BgCmd::Exit { name } => {
+            BgCmd::Exit { name } | BgCmd::Term { name } => {
                 let mut p = self.take(name)?;
+                if matches!(cmd, BgCmd::Term { .. }) {
+                    sigterm(&p.child).await?;
+                }
                 let status = tokio::time::timeout(WAIT_TIMEOUT, p.child.wait()).await;
                 let code = match status {
                     Ok(Ok(s)) => Some(s.code().unwrap_or(-1)),
@@ -120,7 +136,7 @@ impl BgProcs {
                         None
                     }
                 };
-                finish(p, name, endpoint, code, out).await;
+                finish(p, name, endpoint, code, mask, out).await;
                 Ok(())
             }
         }
@@ -152,6 +168,7 @@ impl BgProcs {
         ];
         let proc = BgProc {
             child,
+            args: case.args.clone(),
             _stdin: stdin,
             stdout,
             stderr,
@@ -217,12 +234,19 @@ async fn wait_lines(p: &BgProc, n: usize) -> bool {
 
 /// Prints the complete stdout lines not printed yet, up to line `n` (so
 /// that what one `@wait` prints does not depend on output arriving later).
-fn print_lines_up_to(p: &mut BgProc, n: usize, name: &str, endpoint: &str, out: &mut Vec<String>) {
+fn print_lines_up_to(
+    p: &mut BgProc,
+    n: usize,
+    name: &str,
+    endpoint: &str,
+    mask: &mut LeaseMask,
+    out: &mut Vec<String>,
+) {
     let lines = complete_lines(&p.stdout);
     let end = n.min(lines.len());
     if end > p.printed {
         let new = lines[p.printed..end].join("\n") + "\n";
-        push_prefixed(out, name, render_output(endpoint, &new, ""));
+        push_prefixed(out, name, render_output(endpoint, &p.args, mask, &new, ""));
         p.printed = end;
     }
 }
@@ -234,6 +258,7 @@ async fn finish(
     name: &str,
     endpoint: &str,
     code: Option<i32>,
+    mask: &mut LeaseMask,
     out: &mut Vec<String>,
 ) {
     for r in std::mem::take(&mut p.readers) {
@@ -249,10 +274,31 @@ async fn finish(
     };
     let stderr = String::from_utf8_lossy(&p.stderr.lock().unwrap()).into_owned();
     let rest = if rest.is_empty() { rest } else { rest + "\n" };
-    push_prefixed(out, name, render_output(endpoint, &rest, &stderr));
+    push_prefixed(
+        out,
+        name,
+        render_output(endpoint, &p.args, mask, &rest, &stderr),
+    );
     if let Some(c) = code.filter(|&c| c != 0) {
         out.push(format!("[{name}] [exit {c}]"));
     }
+}
+
+/// Sends SIGTERM to exactly this child's pid (with `kill(1)`: std and
+/// tokio only send SIGKILL).
+async fn sigterm(child: &Child) -> Result<(), String> {
+    let Some(pid) = child.id() else {
+        return Ok(()); // already reaped
+    };
+    let st = tokio::process::Command::new("kill")
+        .args(["-s", "TERM", &pid.to_string()])
+        .status()
+        .await
+        .map_err(|e| format!("kill -s TERM {pid}: {e}"))?;
+    if !st.success() {
+        return Err(format!("kill -s TERM {pid}: {st}"));
+    }
+    Ok(())
 }
 
 /// Appends `lines` prefixed with `[name]` (an empty line becomes `[name]`).

@@ -3,18 +3,30 @@
 //! show the revision alone (cluster_id, member_id and raft_term differ
 //! between servers and runs), every KeyValue shows all of its fields.
 //!
+//! Lease ids bound to an alias and the server's member id print as names
+//! ([`crate::names`]).
+//!
 //! Errors render as `error: <Code> "<message>"` when the message was written
-//! by the etcd server layer (it starts with `etcdserver: `, like every entry
-//! of etcd's rpctypes error table). Any other message comes from the gRPC
-//! transport (grpc-go vs tonic word e.g. the message-size limit differently)
-//! and renders as `error: <Code> (transport message elided)`: the status code
-//! is still compared, the implementation-specific text is not.
+//! by etcd itself: it starts with `etcdserver: ` (every entry of etcd's
+//! rpctypes error table), or is one of the errors of the concurrency recipes
+//! behind the Lock and Election services ([`SERVER_MESSAGES`]). Any other
+//! message comes from the gRPC transport (grpc-go vs tonic word e.g. the
+//! message-size limit differently) and renders as
+//! `error: <Code> (transport message elided)`: the status code is still
+//! compared, the implementation-specific text is not.
 
+use crate::names::Names;
 use crate::pb::etcdserverpb::{
-    response_op::Response, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, RangeResponse, ResponseHeader, TxnResponse, WatchResponse,
+    response_op::Response, CompactionResponse, DeleteRangeResponse, PutResponse, RangeResponse,
+    ResponseHeader, TxnResponse, WatchResponse,
 };
 use crate::pb::mvccpb::{Event, KeyValue};
+
+/// Error messages etcd's Lock/Election services return verbatim (with code
+/// Unknown) besides the `etcdserver: ` ones: prefixes of
+/// `client/v3/concurrency` errors, and v3election's missing-leader error.
+pub const SERVER_MESSAGES: [&str; 3] =
+    ["election: ", "mutex: ", "\"leader\" field must be provided"];
 
 /// Byte strings longer than this render as a length and checksum.
 const MAX_INLINE: usize = 64;
@@ -43,7 +55,7 @@ pub fn quote(b: &[u8]) -> String {
 }
 
 /// `rev=N`, or `rev=<no header>` when the header is absent.
-fn rev(h: &Option<ResponseHeader>) -> String {
+pub fn rev(h: &Option<ResponseHeader>) -> String {
     match h {
         Some(h) => format!("rev={}", h.revision),
         None => "rev=<no header>".to_string(),
@@ -51,25 +63,25 @@ fn rev(h: &Option<ResponseHeader>) -> String {
 }
 
 /// One KeyValue on one line.
-pub fn kv(kv: &KeyValue) -> String {
+pub fn kv(n: &Names, kv: &KeyValue) -> String {
     format!(
         "{} = {} create={} mod={} ver={} lease={}",
-        quote(&kv.key),
+        n.key(&kv.key),
         quote(&kv.value),
         kv.create_revision,
         kv.mod_revision,
         kv.version,
-        kv.lease
+        n.lease_dec(kv.lease)
     )
 }
 
 /// Appends `line` to `out` with `depth` levels of two-space indentation.
-fn push(out: &mut Vec<String>, depth: usize, line: String) {
+pub fn push(out: &mut Vec<String>, depth: usize, line: String) {
     out.push(format!("{}{line}", "  ".repeat(depth)));
 }
 
 /// Renders a Range response.
-pub fn range(out: &mut Vec<String>, depth: usize, r: &RangeResponse) {
+pub fn range(n: &Names, out: &mut Vec<String>, depth: usize, r: &RangeResponse) {
     push(
         out,
         depth,
@@ -82,32 +94,32 @@ pub fn range(out: &mut Vec<String>, depth: usize, r: &RangeResponse) {
         ),
     );
     for k in &r.kvs {
-        push(out, depth + 1, kv(k));
+        push(out, depth + 1, kv(n, k));
     }
 }
 
 /// Renders a Put response.
-pub fn put(out: &mut Vec<String>, depth: usize, r: &PutResponse) {
+pub fn put(n: &Names, out: &mut Vec<String>, depth: usize, r: &PutResponse) {
     push(out, depth, format!("put {}", rev(&r.header)));
     if let Some(p) = &r.prev_kv {
-        push(out, depth + 1, format!("prev {}", kv(p)));
+        push(out, depth + 1, format!("prev {}", kv(n, p)));
     }
 }
 
 /// Renders a DeleteRange response.
-pub fn delete(out: &mut Vec<String>, depth: usize, r: &DeleteRangeResponse) {
+pub fn delete(n: &Names, out: &mut Vec<String>, depth: usize, r: &DeleteRangeResponse) {
     push(
         out,
         depth,
         format!("delete {} deleted={}", rev(&r.header), r.deleted),
     );
     for p in &r.prev_kvs {
-        push(out, depth + 1, format!("prev {}", kv(p)));
+        push(out, depth + 1, format!("prev {}", kv(n, p)));
     }
 }
 
 /// Renders a Txn response, recursing into nested responses.
-pub fn txn(out: &mut Vec<String>, depth: usize, r: &TxnResponse) {
+pub fn txn(n: &Names, out: &mut Vec<String>, depth: usize, r: &TxnResponse) {
     push(
         out,
         depth,
@@ -120,10 +132,10 @@ pub fn txn(out: &mut Vec<String>, depth: usize, r: &TxnResponse) {
     );
     for op in &r.responses {
         match &op.response {
-            Some(Response::ResponseRange(r)) => range(out, depth + 1, r),
-            Some(Response::ResponsePut(r)) => put(out, depth + 1, r),
-            Some(Response::ResponseDeleteRange(r)) => delete(out, depth + 1, r),
-            Some(Response::ResponseTxn(r)) => txn(out, depth + 1, r),
+            Some(Response::ResponseRange(r)) => range(n, out, depth + 1, r),
+            Some(Response::ResponsePut(r)) => put(n, out, depth + 1, r),
+            Some(Response::ResponseDeleteRange(r)) => delete(n, out, depth + 1, r),
+            Some(Response::ResponseTxn(r)) => txn(n, out, depth + 1, r),
             None => push(out, depth + 1, "<empty response op>".to_string()),
         }
     }
@@ -134,29 +146,10 @@ pub fn compact(out: &mut Vec<String>, r: &CompactionResponse) {
     push(out, 0, format!("compact {}", rev(&r.header)));
 }
 
-/// Renders a LeaseGrant response (the TTL is the granted one).
-pub fn lease_grant(out: &mut Vec<String>, r: &LeaseGrantResponse) {
-    let mut line = format!(
-        "lease-grant {} id={:#x} ttl={}",
-        rev(&r.header),
-        r.id,
-        r.ttl
-    );
-    if !r.error.is_empty() {
-        line.push_str(&format!(" error={:?}", r.error));
-    }
-    push(out, 0, line);
-}
-
-/// Renders a LeaseRevoke response.
-pub fn lease_revoke(out: &mut Vec<String>, r: &LeaseRevokeResponse) {
-    push(out, 0, format!("lease-revoke {}", rev(&r.header)));
-}
-
 /// Renders a Watch response: `watch id=I rev=R` plus, when set, `created`,
 /// `canceled`, `compact_revision=C`, `fragment`, `cancel_reason="..."` and
 /// `events=N`, then one line per event.
-pub fn watch_response(out: &mut Vec<String>, r: &WatchResponse) {
+pub fn watch_response(n: &Names, out: &mut Vec<String>, r: &WatchResponse) {
     let mut line = format!("watch id={} {}", r.watch_id, rev(&r.header));
     if r.created {
         line.push_str(" created");
@@ -178,28 +171,30 @@ pub fn watch_response(out: &mut Vec<String>, r: &WatchResponse) {
     }
     push(out, 0, line);
     for e in &r.events {
-        event(out, e);
+        event(n, out, e);
     }
 }
 
 /// One event (`PUT <kv>` / `DELETE <kv>`), its prev_kv on the next line.
-fn event(out: &mut Vec<String>, e: &Event) {
+fn event(n: &Names, out: &mut Vec<String>, e: &Event) {
     let kind = match e.r#type {
         0 => "PUT".to_string(),
         1 => "DELETE".to_string(),
         t => format!("TYPE({t})"),
     };
-    let kv_text = e.kv.as_ref().map_or("<no kv>".to_string(), kv);
+    let kv_text = e.kv.as_ref().map_or("<no kv>".to_string(), |k| kv(n, k));
     push(out, 1, format!("{kind} {kv_text}"));
     if let Some(p) = &e.prev_kv {
-        push(out, 2, format!("prev {}", kv(p)));
+        push(out, 2, format!("prev {}", kv(n, p)));
     }
 }
 
 /// Renders a gRPC error status (see the module docs for the masking rule).
 pub fn error(out: &mut Vec<String>, s: &tonic::Status) {
     let msg = s.message();
-    let line = if msg.starts_with("etcdserver: ") {
+    let by_server =
+        msg.starts_with("etcdserver: ") || SERVER_MESSAGES.iter().any(|p| msg.starts_with(p));
+    let line = if by_server {
         format!("error: {:?} {msg:?}", s.code())
     } else {
         format!("error: {:?} (transport message elided)", s.code())
@@ -267,7 +262,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        watch_response(&mut out, &r);
+        watch_response(&Names::default(), &mut out, &r);
         assert_eq!(
             out,
             vec![
@@ -288,11 +283,13 @@ mod tests {
             &mut out,
             &tonic::Status::resource_exhausted("grpc: received message larger"),
         );
+        error(&mut out, &tonic::Status::unknown("election: no leader"));
         assert_eq!(
             out,
             vec![
                 r#"error: InvalidArgument "etcdserver: key is not provided""#,
                 "error: ResourceExhausted (transport message elided)",
+                r#"error: Unknown "election: no leader""#,
             ]
         );
     }

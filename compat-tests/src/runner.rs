@@ -4,16 +4,22 @@
 //! response or error (see [`crate::render`]). Runs of three or more
 //! identical consecutive response lines are collapsed into one line with a
 //! ` [xN]` suffix (e.g. the 128 inner responses of a max-size txn).
-//! `watch ...` commands act on named Watch streams ([`crate::watch_stream`]).
+//! `watch ...` commands act on named Watch streams ([`crate::watch_stream`]);
+//! `lease ...` ([`crate::lease_cmd`]), `alarm ...` ([`crate::alarm_cmd`]) and
+//! the Lock/Election commands ([`crate::concurrency`]) have their own
+//! executors. Aliases of server-chosen lease ids live in one
+//! [`Names`] per run.
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::concurrency::Concurrency;
 use crate::dsl::{Command, Item};
-use crate::pb::etcdserverpb::{kv_client::KvClient, lease_client::LeaseClient};
-use crate::render;
+use crate::names::Names;
+use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::watch_stream::WatchStreams;
+use crate::{alarm_cmd, lease_cmd, render};
 
 /// Upper bound for one request (physical compaction included).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,10 +52,12 @@ async fn connect_with(endpoint: &str, timeout: Option<Duration>) -> Result<Chann
 /// transcript (newline-terminated lines).
 pub async fn run_script(endpoint: &str, items: &[Item]) -> Result<String, String> {
     let channel = connect(endpoint).await?;
+    let streaming = connect_streaming(endpoint).await?;
     // Large values come back from ranges of the size-limit scenarios.
     let mut kv = KvClient::new(channel.clone()).max_decoding_message_size(64 << 20);
-    let mut lease = LeaseClient::new(channel);
-    let mut watch = WatchStreams::new(connect_streaming(endpoint).await?);
+    let mut watch = WatchStreams::new(streaming.clone());
+    let mut conc = Concurrency::new(channel.clone(), streaming.clone());
+    let mut names = Names::default();
     let mut out_all: Vec<String> = Vec::new();
     for item in items {
         match item {
@@ -60,31 +68,51 @@ pub async fn run_script(endpoint: &str, items: &[Item]) -> Result<String, String
                 }
                 let mut resp: Vec<String> = Vec::new();
                 let out = &mut resp;
+                let n = &names;
                 let res = match command.clone() {
-                    Command::Put(r) => kv.put(r).await.map(|r| render::put(out, 0, r.get_ref())),
+                    Command::Put(mut r) => match names.resolve(r.lease) {
+                        Ok(l) => {
+                            r.lease = l;
+                            kv.put(r).await.map(|r| render::put(n, out, 0, r.get_ref()))
+                        }
+                        Err(e) => {
+                            out.push(format!("error: {e}"));
+                            Ok(())
+                        }
+                    },
                     Command::Get(r) => kv
                         .range(r)
                         .await
-                        .map(|r| render::range(out, 0, r.get_ref())),
+                        .map(|r| render::range(n, out, 0, r.get_ref())),
                     Command::Del(r) => kv
                         .delete_range(r)
                         .await
-                        .map(|r| render::delete(out, 0, r.get_ref())),
-                    Command::Txn(r) => kv.txn(r).await.map(|r| render::txn(out, 0, r.get_ref())),
+                        .map(|r| render::delete(n, out, 0, r.get_ref())),
+                    Command::Txn(mut r) => match names.resolve_txn(&mut r) {
+                        Ok(()) => kv.txn(r).await.map(|r| render::txn(n, out, 0, r.get_ref())),
+                        Err(e) => {
+                            out.push(format!("error: {e}"));
+                            Ok(())
+                        }
+                    },
                     Command::Compact(r) => kv
                         .compact(r)
                         .await
                         .map(|r| render::compact(out, r.get_ref())),
-                    Command::LeaseGrant(r) => lease
-                        .lease_grant(r)
-                        .await
-                        .map(|r| render::lease_grant(out, r.get_ref())),
-                    Command::LeaseRevoke(r) => lease
-                        .lease_revoke(r)
-                        .await
-                        .map(|r| render::lease_revoke(out, r.get_ref())),
+                    Command::Lease(c) => {
+                        lease_cmd::run(&c, &channel, &streaming, &mut names, out).await;
+                        Ok(())
+                    }
+                    Command::Alarm(c) => {
+                        alarm_cmd::run(&c, &channel, &mut names, out).await;
+                        Ok(())
+                    }
+                    Command::Conc(c) => {
+                        conc.run(&c, &mut names, out).await;
+                        Ok(())
+                    }
                     Command::Watch(w) => {
-                        watch.run(&w, out).await;
+                        watch.run(&w, n, out).await;
                         Ok(())
                     }
                 };

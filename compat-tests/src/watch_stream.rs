@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use crate::names::Names;
 use crate::pb::etcdserverpb::{
     watch_client::WatchClient, watch_request::RequestUnion, WatchProgressRequest, WatchRequest,
     WatchResponse,
@@ -65,13 +66,14 @@ impl WatchStreams {
         }
     }
 
-    /// Runs one command, appending its transcript lines to `out`.
-    pub async fn run(&mut self, cmd: &WatchCmd, out: &mut Vec<String>) {
+    /// Runs one command, appending its transcript lines to `out` (lease
+    /// ids and keys named by `n`).
+    pub async fn run(&mut self, cmd: &WatchCmd, n: &Names, out: &mut Vec<String>) {
         let res = match cmd {
             WatchCmd::Open { stream, has_leader } => self.open(stream, *has_leader),
             WatchCmd::Send { stream, request } => self.send(stream, request.clone()),
-            WatchCmd::Recv { stream, n } => self.recv(stream, *n, out).await,
-            WatchCmd::Sync { stream } => self.sync(stream, out).await,
+            WatchCmd::Recv { stream, n: count } => self.recv(stream, *count, n, out).await,
+            WatchCmd::Sync { stream } => self.sync(stream, n, out).await,
             WatchCmd::Close { stream } => self.close(stream),
         };
         if let Err(e) = res {
@@ -121,7 +123,13 @@ impl WatchStreams {
     /// Waits for exactly `n` responses; renders them stably sorted by
     /// watch_id (etcd orders the responses of one watcher, not those of
     /// different watchers sharing a stream).
-    async fn recv(&mut self, name: &str, n: usize, out: &mut Vec<String>) -> Result<(), String> {
+    async fn recv(
+        &mut self,
+        name: &str,
+        n: usize,
+        names: &Names,
+        out: &mut Vec<String>,
+    ) -> Result<(), String> {
         let s = self.stream(name)?;
         let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
         let mut got = Vec::new();
@@ -137,7 +145,7 @@ impl WatchStreams {
         }
         got.sort_by_key(|r| r.watch_id);
         for r in &got {
-            render::watch_response(out, r);
+            render::watch_response(names, out, r);
         }
         match tail {
             Some(line) if line.starts_with("timed out") => Err(format!(
@@ -154,7 +162,7 @@ impl WatchStreams {
 
     /// Sends a progress request and renders everything up to its reply, in
     /// arrival order.
-    async fn sync(&mut self, name: &str, out: &mut Vec<String>) -> Result<(), String> {
+    async fn sync(&mut self, name: &str, n: &Names, out: &mut Vec<String>) -> Result<(), String> {
         let progress = WatchRequest {
             request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
         };
@@ -164,7 +172,7 @@ impl WatchStreams {
         loop {
             match next_item(s, deadline).await {
                 Ok(r) => {
-                    render::watch_response(out, &r);
+                    render::watch_response(n, out, &r);
                     if is_progress_reply(&r) {
                         return Ok(());
                     }

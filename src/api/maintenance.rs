@@ -1,5 +1,6 @@
 //! etcd's Maintenance service for one table: Status, Alarm, Hash, HashKV and
-//! Defragment. Snapshot, MoveLeader and Downgrade are refused with
+//! Defragment. Alarms are table state raised and cleared through the log
+//! (`kv::alarm`); GET reads this member's copy. Snapshot, MoveLeader and Downgrade are refused with
 //! `Unimplemented`: a bbolt snapshot cannot be produced from LMDB, and
 //! leadership transfer and downgrades belong to the cluster work.
 
@@ -10,6 +11,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{status, Context};
+use crate::kv::alarm::AlarmState;
+use crate::kv::command::{Applied, Command};
 use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -23,6 +26,12 @@ pub struct MaintenanceService {
     pub ctx: Arc<Context>,
 }
 
+/// An alarm as etcd's Status lists it (Go's `AlarmMember.String()`).
+fn alarm_text(a: &AlarmMember) -> String {
+    let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+    format!("memberID:{} alarm:{} ", a.member_id, name)
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(
@@ -30,27 +39,31 @@ impl Maintenance for MaintenanceService {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         let group = self.ctx.group(request.metadata()).await?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
-        let nospace = AlarmType::Nospace as i32;
-        if req.action == alarm_request::AlarmAction::Deactivate as i32 && req.alarm == nospace {
-            group.disarm_no_space();
-        }
-        let mut alarms = Vec::new();
-        if group.alarm_no_space() {
-            alarms.push(AlarmMember {
-                member_id: self.ctx.member.id,
-                alarm: nospace,
-            });
-        }
-        let mut resp = AlarmResponse {
-            header: None,
-            alarms,
+        let mut resp = if req.action == alarm_request::AlarmAction::Get as i32 {
+            // A read: served from this member's copy, like Status.
+            let mut state = AlarmState {
+                raised: group.alarms().await.map_err(status)?,
+                ..Default::default()
+            };
+            crate::kv::alarm::apply(&mut state, &req)
+        } else {
+            match self
+                .ctx
+                .write(&metadata, &group, Command::Alarm(req))
+                .await?
+            {
+                Applied::Alarm(resp) => resp,
+                other => {
+                    return Err(Status::internal(format!(
+                        "armada: unexpected apply result {other:?}"
+                    )))
+                }
+            }
         };
-        let rev = group
-            .read(false, |r| Ok(r.revision_state()?.current))
-            .await
-            .map_err(status)?;
-        self.ctx.fill(&group, &mut resp.header, Some(rev));
+        // etcd 3.4 answers Alarm without a header.
+        resp.header = None;
         Ok(Response::new(resp))
     }
 
@@ -64,10 +77,10 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(status)?;
         let st = group.status();
-        let mut errors = Vec::new();
-        if group.alarm_no_space() {
-            errors.push(format!("memberID:{} alarm:NOSPACE ", self.ctx.member.id));
-        }
+        let mut errors: Vec<String> = (group.alarms().await.map_err(status)?)
+            .iter()
+            .map(alarm_text)
+            .collect();
         if st.leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
         }

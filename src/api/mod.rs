@@ -1,13 +1,18 @@
-//! The etcd gRPC surface (KV, Watch, Maintenance, Cluster) and Armada's
+//! The etcd gRPC surface (KV, Watch, Lease, Lock, Election, Maintenance,
+//! Cluster) and Armada's
 //! Tables service, as tonic services. Handlers validate, pick the table named
 //! by the `armada-table` metadata (or the node's default table), and call its
 //! Raft group or watch hub; they never touch LMDB themselves.
 //!
-//! Lease, Auth, Lock and Election are not served yet: tonic answers
-//! `Unimplemented` for them, which etcd clients report as such.
+//! Auth is not served yet: tonic answers `Unimplemented` for it, which etcd
+//! clients report as such.
 
 pub mod cluster;
+pub(crate) mod concurrency;
+pub mod election;
 pub mod kv;
+pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod tables;
 pub mod watch;
@@ -21,9 +26,13 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::error::{Error, EtcdError};
+use crate::kv::alarm;
 use crate::kv::command::{Applied, Command};
 use crate::kv::txn::is_read_only;
-use crate::pb::etcdserverpb::ResponseHeader;
+use crate::kv::MvccRead;
+use crate::pb::etcdserverpb::{
+    alarm_request, AlarmMember, AlarmRequest, AlarmType, ResponseHeader,
+};
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::Registry;
 use crate::raft::NodeId;
@@ -46,6 +55,11 @@ pub trait Upstream: Send + Sync {
     /// Runs `cmd` on the leader cluster's `table` and returns its result
     /// there; the leader's etcd errors come back unchanged.
     async fn write(&self, table: &str, cmd: Command) -> Result<Applied, Status>;
+
+    /// The leader cluster's etcd API, for what is not a command: lease
+    /// keep-alives and TTLs, locks and elections. Requests name their
+    /// table with [`TABLE_HEADER`].
+    fn channel(&self) -> tonic::transport::Channel;
 }
 
 /// How long a write through a follower waits for its revision to be
@@ -66,6 +80,37 @@ pub struct Context {
     /// (names and client URLs come from the metadata group).
     pub members: BTreeMap<NodeId, Member>,
     pub version: &'static str,
+    /// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds.
+    pub min_lease_ttl: i64,
+    /// Picks the ids of leases granted without one.
+    pub lease_ids: lease::IdGen,
+    pub metrics: ApiMetrics,
+}
+
+/// Numbers the API layer measures, for `/metrics`.
+pub struct ApiMetrics {
+    /// Seconds from a keep-alive request to its answer.
+    pub keepalive_seconds: prometheus::Histogram,
+    /// Lock and Campaign calls waiting for their predecessors.
+    pub lock_waiters: prometheus::IntGauge,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        let opts = prometheus::HistogramOpts::new(
+            "armada_lease_keepalive_seconds",
+            "Time to answer a lease keep-alive (through the table's raft leader).",
+        )
+        .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets"));
+        ApiMetrics {
+            keepalive_seconds: prometheus::Histogram::with_opts(opts).expect("valid histogram"),
+            lock_waiters: prometheus::IntGauge::new(
+                "armada_lock_waiters",
+                "Lock and Campaign calls waiting for the key before theirs.",
+            )
+            .expect("valid gauge"),
+        }
+    }
 }
 
 impl Context {
@@ -127,6 +172,12 @@ impl Context {
         group: &RaftGroup,
         cmd: Command,
     ) -> Result<Applied, Status> {
+        // etcd's quota check (`quotaKVServer`): a member short of space
+        // raises NOSPACE for itself, and the alarm caps every member.
+        if alarm::grows(&cmd) && group.space_low() {
+            self.raise_no_space(group).await;
+            return Err(EtcdError::NoSpace.into());
+        }
         let up = match (&self.upstream, &cmd) {
             (None, _) => None,
             (Some(_), Command::Txn(t)) if is_read_only(t) => None,
@@ -135,15 +186,60 @@ impl Context {
         let Some(up) = up else {
             return group.write(cmd).await.map_err(status);
         };
+        // Leases change without a revision: wait for the lease itself too.
+        let lease = match &cmd {
+            Command::LeaseRevoke(r) => Some((r.id, false)),
+            _ => None,
+        };
         let applied = up.write(&self.table_name(metadata)?, cmd).await?;
         let revision = applied.header().map_or(0, |h| h.revision);
-        if !group.wait_revision(revision, READ_YOUR_WRITES_WAIT).await {
+        let lease = match &applied {
+            Applied::LeaseGrant(r) => Some((r.id, true)),
+            _ => lease,
+        };
+        let replicated = group
+            .wait_until(READ_YOUR_WRITES_WAIT, move |r| {
+                Ok(r.revision_state()?.current >= revision
+                    && lease.is_none_or(|(id, exists)| {
+                        r.lease(id).is_ok_and(|l| l.is_some() == exists)
+                    }))
+            })
+            .await;
+        if !replicated {
             return Err(Status::deadline_exceeded(format!(
                 "armada: the write committed on the leader cluster at revision {revision}, \
                  but this follower has not replicated it yet"
             )));
         }
         Ok(applied)
+    }
+}
+
+impl Context {
+    /// Proposes this member's NOSPACE alarm unless the table has it. A
+    /// follower cluster's tables hold only the leader cluster's state, so
+    /// there a member short of space refuses writes without an alarm.
+    async fn raise_no_space(&self, group: &RaftGroup) {
+        if self.upstream.is_some() {
+            return;
+        }
+        let nospace = AlarmType::Nospace as i32;
+        let mine = |a: &AlarmMember| a.member_id == self.member.id && a.alarm == nospace;
+        if group
+            .alarms()
+            .await
+            .is_ok_and(|raised| raised.iter().any(mine))
+        {
+            return;
+        }
+        let raise = Command::Alarm(AlarmRequest {
+            action: alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member.id,
+            alarm: nospace,
+        });
+        if let Err(e) = group.write(raise).await {
+            tracing::warn!(table = %group.table, "raising the NOSPACE alarm: {e}");
+        }
     }
 }
 

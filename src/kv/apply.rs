@@ -15,11 +15,11 @@
 
 use super::command::{Applied, Command, CommandResult};
 use super::range::{self, KeyRange};
-use super::{txn, MvccWrite, RevisionState};
+use super::{alarm, lease, txn, MvccWrite, RevisionState};
 use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -33,12 +33,23 @@ pub fn apply(
     cmd: &Command,
     events: &mut Vec<Event>,
 ) -> Result<CommandResult> {
+    if let Some(refused) = alarm::refuses(&store.alarms()?, cmd) {
+        return Ok(Err(refused));
+    }
     let mut w = TxnWrite::begin(store)?;
     let result = match cmd {
         Command::Put(req) => w.standalone_put(req).map(|r| r.map(Applied::Put)),
         Command::DeleteRange(req) => w.delete_range(req).map(|r| Ok(Applied::DeleteRange(r))),
         Command::Txn(req) => txn::apply_txn(&mut w, req).map(|r| r.map(Applied::Txn)),
         Command::Compact(req) => w.compact(req).map(|r| r.map(Applied::Compact)),
+        Command::LeaseGrant(req) => lease::grant(&mut w, req).map(|r| r.map(Applied::LeaseGrant)),
+        Command::LeaseRevoke(req) => {
+            lease::revoke(&mut w, req).map(|r| r.map(Applied::LeaseRevoke))
+        }
+        Command::LeaseCheckpoint(req) => {
+            lease::checkpoint(&mut w, req).map(|r| Ok(Applied::LeaseCheckpoint(r)))
+        }
+        Command::Alarm(req) => w.alarm(req).map(|r| Ok(Applied::Alarm(r))),
     }?;
     if result.is_ok() {
         events.append(&mut w.finish()?);
@@ -50,6 +61,11 @@ pub fn apply(
 /// scope it can roll back.
 pub fn needs_rollback_scope(cmd: &Command) -> bool {
     matches!(cmd, Command::Txn(_))
+}
+
+/// A lease id to attach a key to, if the table has that lease.
+fn known_lease(store: &dyn MvccWrite, id: i64) -> Result<bool> {
+    Ok(id == 0 || store.lease(id)?.is_some())
 }
 
 /// One write request in progress.
@@ -94,6 +110,11 @@ impl<'a> TxnWrite<'a> {
         &*self.store
     }
 
+    /// For changes that are not key versions (leases, alarms).
+    pub(crate) fn store_mut(&mut self) -> &mut dyn MvccWrite {
+        &mut *self.store
+    }
+
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         range::range(&*self.store, req, self.view_rev(), self.begin.compacted)
     }
@@ -104,14 +125,14 @@ impl<'a> TxnWrite<'a> {
 
     /// A Put outside a txn: the lease is checked first (etcd `applyPut`).
     fn standalone_put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
-        if req.lease != 0 {
+        if !known_lease(&*self.store, req.lease)? {
             return Ok(Err(EtcdError::LeaseNotFound));
         }
         self.put(req)
     }
 
-    /// A Put inside a write request. Leases are not granted by this table
-    /// yet, so any lease id is unknown.
+    /// A Put inside a write request. The key moves to the put's lease (or to
+    /// none), unless `ignore_lease` keeps the one it has.
     pub fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
         let existing = self.get(&req.key)?;
         if (req.ignore_value || req.ignore_lease) && existing.is_none() {
@@ -128,8 +149,17 @@ impl<'a> TxnWrite<'a> {
             ),
             None => (req.value.clone(), req.lease),
         };
-        if lease != 0 {
+        if !known_lease(&*self.store, lease)? {
             return Ok(Err(EtcdError::LeaseNotFound));
+        }
+        let previous_lease = existing.as_ref().map_or(0, |kv| kv.lease);
+        if previous_lease != lease {
+            if previous_lease != 0 {
+                self.store.set_attached(previous_lease, &req.key, false)?;
+            }
+            if lease != 0 {
+                self.store.set_attached(lease, &req.key, true)?;
+            }
         }
         let rev = self.write_rev();
         let (create_revision, version) = match &existing {
@@ -170,19 +200,8 @@ impl<'a> TxnWrite<'a> {
                 true
             })?;
         }
-        let rev = self.write_rev();
         for kv in &victims {
-            self.store.tombstone(&kv.key, rev, self.changes)?;
-            self.changes += 1;
-            self.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(KeyValue {
-                    key: kv.key.clone(),
-                    mod_revision: rev,
-                    ..Default::default()
-                }),
-                prev_kv: Some(kv.clone()),
-            });
+            self.delete(kv)?;
         }
         Ok(DeleteRangeResponse {
             header: Some(ResponseHeader {
@@ -192,6 +211,44 @@ impl<'a> TxnWrite<'a> {
             deleted: victims.len() as i64,
             prev_kvs: if req.prev_kv { victims } else { Vec::new() },
         })
+    }
+
+    /// Deletes the live version `kv`, detaching it from its lease.
+    fn delete(&mut self, kv: &KeyValue) -> Result<()> {
+        let rev = self.write_rev();
+        if kv.lease != 0 {
+            self.store.set_attached(kv.lease, &kv.key, false)?;
+        }
+        self.store.tombstone(&kv.key, rev, self.changes)?;
+        self.changes += 1;
+        self.events.push(Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue {
+                key: kv.key.clone(),
+                mod_revision: rev,
+                ..Default::default()
+            }),
+            prev_kv: Some(kv.clone()),
+        });
+        Ok(())
+    }
+
+    /// Deletes `key` if it is live (a lease revoke).
+    pub(crate) fn delete_key(&mut self, key: &[u8]) -> Result<()> {
+        match self.get(key)? {
+            Some(kv) => self.delete(&kv),
+            None => Ok(()),
+        }
+    }
+
+    fn alarm(&mut self, req: &AlarmRequest) -> Result<AlarmResponse> {
+        let mut alarms = self.store.alarms()?;
+        let before = alarms.clone();
+        let resp = alarm::apply(&mut alarms, req);
+        if alarms != before {
+            self.store.set_alarms(&alarms)?;
+        }
+        Ok(resp)
     }
 
     fn compact(

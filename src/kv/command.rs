@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +20,13 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// The id is never 0 and the TTL at least the minimum: the server
+    /// that proposes it decides both.
+    LeaseGrant(LeaseGrantRequest),
+    /// A client's revoke, or the raft leader's for an expired lease.
+    LeaseRevoke(LeaseRevokeRequest),
+    LeaseCheckpoint(LeaseCheckpointRequest),
+    Alarm(AlarmRequest),
 }
 
 impl Command {
@@ -27,6 +36,10 @@ impl Command {
             Command::DeleteRange(_) => "delete_range",
             Command::Txn(_) => "txn",
             Command::Compact(_) => "compact",
+            Command::LeaseGrant(_) => "lease_grant",
+            Command::LeaseRevoke(_) => "lease_revoke",
+            Command::LeaseCheckpoint(_) => "lease_checkpoint",
+            Command::Alarm(_) => "alarm",
         }
     }
 
@@ -38,6 +51,10 @@ impl Command {
             Command::DeleteRange(r) => r.encoded_len(),
             Command::Txn(r) => r.encoded_len(),
             Command::Compact(r) => r.encoded_len(),
+            Command::LeaseGrant(r) => r.encoded_len(),
+            Command::LeaseRevoke(r) => r.encoded_len(),
+            Command::LeaseCheckpoint(r) => r.encoded_len(),
+            Command::Alarm(r) => r.encoded_len(),
         }
     }
 }
@@ -88,6 +105,10 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
+    Alarm(AlarmResponse),
 }
 
 impl Applied {
@@ -97,6 +118,10 @@ impl Applied {
             Applied::DeleteRange(r) => r.header.as_ref(),
             Applied::Txn(r) => r.header.as_ref(),
             Applied::Compact(r) => r.header.as_ref(),
+            Applied::LeaseGrant(r) => r.header.as_ref(),
+            Applied::LeaseRevoke(r) => r.header.as_ref(),
+            Applied::LeaseCheckpoint(r) => r.header.as_ref(),
+            Applied::Alarm(r) => r.header.as_ref(),
         }
     }
 }

@@ -16,8 +16,10 @@
 //! Apply is deterministic: no clock, randomness or node id, so every node and
 //! every follower cluster computes the same revisions from the same commands.
 
+pub mod alarm;
 pub mod apply;
 pub mod command;
+pub mod lease;
 pub mod range;
 pub mod txn;
 pub mod validate;
@@ -25,6 +27,8 @@ pub mod watch;
 
 use crate::error::Result;
 use crate::pb::mvccpb::KeyValue;
+use alarm::AlarmState;
+use lease::Lease;
 pub use range::KeyRange;
 
 /// The revision counters of one table.
@@ -72,6 +76,17 @@ pub trait MvccRead {
         to: i64,
         visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
     ) -> Result<()>;
+
+    fn lease(&self, id: i64) -> Result<Option<Lease>>;
+
+    /// Calls `visit` with every lease, in id order, until it returns false.
+    fn leases(&self, visit: &mut dyn FnMut(Lease) -> bool) -> Result<()>;
+
+    /// Calls `visit` with every key attached to lease `id`, in key order,
+    /// until it returns false.
+    fn lease_keys(&self, id: i64, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()>;
+
+    fn alarms(&self) -> Result<AlarmState>;
 }
 
 /// Write access; writes become visible to reads in the same transaction.
@@ -88,4 +103,14 @@ pub trait MvccWrite: MvccRead {
     /// before it, keeping what a read at `rev` or later can see. `previous`
     /// is the compaction revision before this one.
     fn compact(&mut self, previous: i64, rev: i64) -> Result<()>;
+
+    fn put_lease(&mut self, lease: &Lease) -> Result<()>;
+
+    /// Removes the lease and its attachment set (not the keys).
+    fn delete_lease(&mut self, id: i64) -> Result<()>;
+
+    /// Adds `key` to (`attached`) or removes it from lease `id`'s set.
+    fn set_attached(&mut self, id: i64, key: &[u8], attached: bool) -> Result<()>;
+
+    fn set_alarms(&mut self, alarms: &AlarmState) -> Result<()>;
 }

@@ -166,7 +166,7 @@ fn check(
                 {
                     return Err(EtcdError::KeyNotFound.into());
                 }
-                if p.lease != 0 {
+                if p.lease != 0 && store.lease(p.lease)?.is_none() {
                     return Err(EtcdError::LeaseNotFound.into());
                 }
             }

@@ -17,14 +17,18 @@ use std::time::Duration;
 use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
+use super::lease::lessor::{Lessor, Lookup};
+use super::lease::{LeaseAnswer, LeaseCounts, LeaseQuery};
 use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Exported, Shared, StateMachine};
 use super::{blocking, LogId, NodeId, Raft, StoredMembership};
 use crate::error::{Error, EtcdError, Result};
+use crate::kv::alarm;
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
 use crate::kv::MvccRead;
+use crate::pb::etcdserverpb::AlarmMember;
 use crate::storage::log::LogDb;
 use crate::storage::mvcc::{MvccDb, Reader};
 
@@ -56,6 +60,9 @@ pub struct GroupConfig {
     pub snapshot_entries: u64,
     pub compaction_overhead: u64,
     pub max_payload_entries: u64,
+    /// Whether this cluster decides lease expiry (a leader cluster), or
+    /// only applies the revokes its leader cluster decided (a follower).
+    pub expire_leases: bool,
 }
 
 impl GroupConfig {
@@ -138,6 +145,7 @@ pub struct RaftGroup {
     /// Opened without `initialize` for a group another node seeded: its
     /// state machine is empty until the seed's snapshot is installed.
     awaits_seed: bool,
+    expire_leases: bool,
 }
 
 impl RaftGroup {
@@ -222,7 +230,7 @@ impl RaftGroup {
                 .await
                 .map_err(|e| Error::Raft(e.to_string()))?;
         }
-        Ok(Arc::new(RaftGroup {
+        let group = Arc::new(RaftGroup {
             table: table.to_string(),
             group_id: group_id.to_string(),
             node_id: cfg.node_id,
@@ -232,7 +240,13 @@ impl RaftGroup {
             sm: shared,
             log,
             awaits_seed: !restarted && !initialize,
-        }))
+            expire_leases: cfg.expire_leases,
+        });
+        tokio::spawn(super::lease::run(
+            Arc::downgrade(&group),
+            Duration::from_millis(cfg.election_ms),
+        ));
+        Ok(group)
     }
 
     /// Prepares the storage of a new group whose initial state is `file`,
@@ -266,6 +280,11 @@ impl RaftGroup {
             .await
             .map_err(|_| EtcdError::NoLeader)?;
         m.current_leader.ok_or_else(|| EtcdError::NoLeader.into())
+    }
+
+    /// The table's revision state as last committed here (cheap: no read).
+    pub fn revision(&self) -> crate::kv::RevisionState {
+        self.sm.feed.state().0
     }
 
     /// The current raft term (cheap: no storage numbers, unlike `status`).
@@ -393,14 +412,10 @@ impl RaftGroup {
     /// Proposes a command on this node, which must be the raft leader; a
     /// forwarded write is never forwarded again.
     pub async fn write_as_leader(&self, cmd: Command) -> Result<Applied> {
-        // etcd's quota: refuse writes (and raise NOSPACE) before either
-        // environment's map fills, keeping room for Raft's own entries.
-        if crate::storage::env_nearly_full(self.log.env(), 0.9)
-            || crate::storage::env_nearly_full(self.sm.db.env(), 0.9)
-        {
-            self.sm.no_space.store(true, Ordering::Relaxed);
-        }
-        if self.sm.no_space.load(Ordering::Relaxed) {
+        // etcd's quota: refuse what grows the store before either
+        // environment's map fills, keeping room for Raft's own entries and
+        // for the deletes, revokes and compactions that free space.
+        if alarm::grows(&cmd) && self.space_low() {
             return Err(EtcdError::NoSpace.into());
         }
         let proposed = tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(cmd));
@@ -500,6 +515,101 @@ impl RaftGroup {
         }
     }
 
+    /// Asks the raft leader about a lease (keep-alive, TimeToLive); it is
+    /// the only member that knows deadlines. Asking has no effect on the
+    /// log, so a lost answer is retried with the next leader.
+    pub async fn lease_query(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+        self.with_leader(|leader| async move {
+            match leader {
+                Some(leader) => self
+                    .forward(&leader, Rpc::Lease, &query)
+                    .await
+                    .map_err(Attempt::retry_lost),
+                None => self
+                    .lease_query_as_leader(query)
+                    .await
+                    .map_err(Attempt::from_leader),
+            }
+        })
+        .await
+    }
+
+    /// [`Self::lease_query`] on this node, which must be the raft leader.
+    /// It answers only once a quorum has confirmed its leadership recently
+    /// (a deposed leader must not renew: etcd PR #16822), and a lease it
+    /// does not know is looked up again after applying everything
+    /// committed (a Grant may be committed and not yet applied: etcd PR
+    /// #13690).
+    pub async fn lease_query_as_leader(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+        let recent = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.state == openraft::ServerState::Leader
+                && m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms < self.raft.config().election_timeout_min)
+        };
+        let mut read_index = None;
+        if !recent {
+            read_index = Some(self.read_index_as_leader().await?);
+        }
+        // Leadership comes before the lessor's promotion (one apply later).
+        if !self.lessor().wait_primary(LEADER_WAIT).await {
+            return Err(EtcdError::LeaderChanged.into());
+        }
+        let answer = self.answer_lease(query).await?;
+        if answer != LeaseAnswer::NotFound {
+            return Ok(answer);
+        }
+        let index = match read_index {
+            Some(index) => index,
+            None => self.read_index_as_leader().await?,
+        };
+        if !self
+            .wait_applied_past(index.saturating_sub(1), FORWARD_TIMEOUT)
+            .await
+        {
+            return Err(EtcdError::Timeout.into());
+        }
+        self.answer_lease(query).await
+    }
+
+    async fn answer_lease(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+        let lessor = self.lessor();
+        let (id, keys) = match query {
+            LeaseQuery::Renew { id } => {
+                return Ok(match lessor.renew(id) {
+                    Lookup::Live { ttl, .. } => LeaseAnswer::Renewed { ttl },
+                    Lookup::NotFound => LeaseAnswer::NotFound,
+                    Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
+                });
+            }
+            LeaseQuery::TimeToLive { id, keys } => (id, keys),
+        };
+        let (ttl, remaining) = match lessor.lookup(id) {
+            Lookup::Live { ttl, remaining } => (ttl, remaining),
+            Lookup::NotFound => return Ok(LeaseAnswer::NotFound),
+            Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
+        };
+        let keys = if keys {
+            self.read(false, move |r| {
+                let mut keys = Vec::new();
+                r.lease_keys(id, &mut |k| {
+                    keys.push(k.to_vec());
+                    true
+                })?;
+                Ok(keys)
+            })
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(LeaseAnswer::Live {
+            ttl,
+            remaining,
+            keys,
+        })
+    }
+
     /// The last log index this node has applied (0: none).
     pub fn last_applied(&self) -> u64 {
         let m = self.raft.metrics();
@@ -520,14 +630,28 @@ impl RaftGroup {
     /// Waits until this node's copy of the table is at `revision` or later,
     /// up to `timeout`; returns whether it got there.
     pub async fn wait_revision(&self, revision: i64, timeout: Duration) -> bool {
+        self.wait_until(
+            timeout,
+            move |r| Ok(r.revision_state()?.current >= revision),
+        )
+        .await
+    }
+
+    /// Waits until `holds` is true of this node's copy of the table, read
+    /// after each apply, up to `timeout`; returns whether it became true.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        holds: impl Fn(&Reader<'_>) -> Result<bool> + Clone + Send + 'static,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut applied = self.raft.metrics();
         loop {
-            match self.read(false, |r| Ok(r.revision_state()?.current)).await {
-                Ok(current) if current >= revision => return true,
-                Ok(_) => {}
+            match self.read(false, holds.clone()).await {
+                Ok(true) => return true,
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(group = %self.group_id, "reading the revision: {e}");
+                    tracing::warn!(group = %self.group_id, "reading the table: {e}");
                     return false;
                 }
             }
@@ -648,12 +772,48 @@ impl RaftGroup {
         self.sm.clone()
     }
 
-    pub fn alarm_no_space(&self) -> bool {
-        self.sm.no_space.load(Ordering::Relaxed)
+    pub fn lessor(&self) -> &Lessor {
+        &self.sm.lessor
     }
 
-    pub fn disarm_no_space(&self) {
-        self.sm.no_space.store(false, Ordering::Relaxed);
+    pub fn lease_counts(&self) -> &LeaseCounts {
+        &self.sm.lease_counts
+    }
+
+    pub(crate) fn expires_leases(&self) -> bool {
+        self.expire_leases
+    }
+
+    /// Makes this node's lessor primary over every lease the table holds.
+    pub(crate) async fn promote_lessor(&self, extend: Duration) -> Result<()> {
+        let sm = self.sm.clone();
+        blocking(move || {
+            sm.lessor.promote(extend, || {
+                sm.db.read(|r| {
+                    let mut all = Vec::new();
+                    r.leases(&mut |l| {
+                        all.push(l);
+                        true
+                    })?;
+                    Ok(all)
+                })
+            })
+        })
+        .await
+    }
+
+    /// True when this node's storage is (nearly) out of space: an apply
+    /// hit a full map since the last NOSPACE disarm, or either
+    /// environment passed 90% of its map.
+    pub fn space_low(&self) -> bool {
+        self.sm.map_full.load(Ordering::Relaxed)
+            || crate::storage::env_nearly_full(self.log.env(), 0.9)
+            || crate::storage::env_nearly_full(self.sm.db.env(), 0.9)
+    }
+
+    /// The table's raised alarms (as applied here).
+    pub async fn alarms(&self) -> Result<Vec<AlarmMember>> {
+        self.read(false, |r| Ok(r.alarms()?.raised)).await
     }
 
     pub fn status(&self) -> GroupStatus {

@@ -7,6 +7,7 @@
 //!   the last applied log id and membership;
 //! - [`network`] and [`transport`]: the Raft transport between nodes
 //!   (client and server halves), one connection per peer for all groups;
+//! - [`lease`]: lease expiry decided by the raft leader, keep-alives;
 //! - [`proposer`]: group commit, many concurrent writes per log entry;
 //! - [`group`]: a table's Raft group, with write and read entry points that
 //!   speak crate errors;
@@ -14,6 +15,7 @@
 //!   metadata group.
 
 pub mod group;
+pub mod lease;
 pub mod log_store;
 pub mod network;
 pub mod proposer;

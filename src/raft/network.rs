@@ -9,7 +9,8 @@
 //!
 //! Besides openraft's three RPCs, the transport carries the two requests a
 //! raft follower sends its raft leader on a client's behalf: `Propose` (a
-//! forwarded write) and `ReadIndex` (the index a linearizable read waits for).
+//! forwarded write), `ReadIndex` (the index a linearizable read waits for)
+//! and `Lease` (a keep-alive or TimeToLive, which only the raft leader knows).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -92,6 +93,7 @@ pub enum Rpc {
     Propose,
     ProposeReplicated,
     ReadIndex,
+    Lease,
 }
 
 /// One channel per peer node, shared by every group of this node.
@@ -151,6 +153,7 @@ impl Peers {
             Rpc::Propose => client.propose(request).await,
             Rpc::ProposeReplicated => client.propose_replicated(request).await,
             Rpc::ReadIndex => client.read_index(request).await,
+            Rpc::Lease => client.lease(request).await,
         }
         .map_err(|s| CallError::from_status(target, addr, &s))?;
         bincode::deserialize(&reply.into_inner().payload)

@@ -75,7 +75,7 @@ const LEASES: &str = "leases/";
 
 /// A table's replication lease on a follower cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Lease {
+pub struct ReplicationLease {
     pub holder: NodeId,
     /// Wall-clock expiry, Unix milliseconds.
     pub expires_ms: u64,
@@ -617,7 +617,7 @@ impl Registry {
             .await?;
         let mod_revision = match &current {
             Some(kv) => {
-                let lease: Option<Lease> = serde_json::from_slice(&kv.value).ok();
+                let lease: Option<ReplicationLease> = serde_json::from_slice(&kv.value).ok();
                 if let Some(l) = lease {
                     if l.holder != holder && l.expires_ms > now {
                         return Ok(false);
@@ -627,7 +627,7 @@ impl Registry {
             }
             None => 0,
         };
-        let lease = Lease {
+        let lease = ReplicationLease {
             holder,
             expires_ms: now + ttl.as_millis() as u64,
         };

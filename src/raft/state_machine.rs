@@ -17,11 +17,14 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::lease::lessor::{LeaseChange, Lessor};
+use super::lease::LeaseCounts;
 use super::watch::feed::EventFeed;
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::{Error, EtcdError, Result};
+use crate::kv::alarm;
 use crate::kv::apply::{apply, needs_rollback_scope};
-use crate::kv::command::{Command, CommandResult, Proposal};
+use crate::kv::command::{Applied, Command, CommandResult, Proposal};
 use crate::kv::watch::RevisionEvents;
 use crate::kv::{MvccRead, RevisionState};
 use crate::storage::mvcc::{MvccDb, Reader, SnapshotFile, Writer};
@@ -37,10 +40,14 @@ pub struct Shared {
     snapshot_dir: PathBuf,
     current: Mutex<Option<CurrentSnapshot>>,
     next_snapshot: AtomicU64,
-    /// Raised when LMDB's map filled up (etcd's NOSPACE alarm).
-    pub no_space: AtomicBool,
+    /// Set when an apply found LMDB's map full; cleared when a NOSPACE
+    /// alarm is disarmed (the API raises the alarm while it is set).
+    pub map_full: AtomicBool,
     /// Every committed revision's watch events, for the table's watch hub.
     pub feed: EventFeed,
+    /// Lease deadlines, kept while this node is the table's raft leader.
+    pub lessor: Lessor,
+    pub lease_counts: LeaseCounts,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -84,7 +91,9 @@ impl StateMachine {
                 snapshot_dir: snapshot_dir.to_path_buf(),
                 current: Mutex::new(current),
                 next_snapshot: AtomicU64::new(1),
-                no_space: AtomicBool::new(false),
+                map_full: AtomicBool::new(false),
+                lessor: Lessor::default(),
+                lease_counts: LeaseCounts::default(),
             }),
         })
     }
@@ -154,7 +163,24 @@ impl Shared {
     fn load_from(&self, path: &Path) -> Result<()> {
         self.db.load_from(path)?;
         self.feed.reset(self.db.read(|r| r.revision_state())?);
+        // The lease set was replaced: the lease task promotes again from it.
+        self.lessor.demote();
         Ok(())
+    }
+
+    /// Tells the lessor and the counters about committed lease changes.
+    fn leases_changed(&self, changes: &[LeaseChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        for c in changes {
+            let counter = match c {
+                LeaseChange::Granted { .. } => &self.lease_counts.granted,
+                LeaseChange::Revoked { .. } => &self.lease_counts.revoked,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lessor.applied(changes);
     }
 
     fn new_snapshot_path(&self, kind: &str) -> (String, PathBuf) {
@@ -196,20 +222,41 @@ fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
     Ok((last, membership))
 }
 
-/// Applies one entry into `w`, a result per command, and appends the watch
-/// events of each revision it wrote to `events`; the caller records the
-/// last applied id. A Txn runs in a nested scope so that a late failure
-/// leaves no trace of its earlier operations.
+/// What a batch changed besides its results, published after its commit.
+#[derive(Default)]
+struct Effects {
+    /// The watch events of each revision written.
+    events: Vec<RevisionEvents>,
+    leases: Vec<LeaseChange>,
+    /// A NOSPACE alarm was disarmed: space may have been freed.
+    no_space_disarmed: bool,
+}
+
+impl Shared {
+    /// Hands a committed batch's effects to watchers and the lessor.
+    fn publish(&self, effects: Effects, state: RevisionState) {
+        self.feed.publish(effects.events, state);
+        self.leases_changed(&effects.leases);
+        if effects.no_space_disarmed {
+            self.map_full.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Applies one entry into `w`, a result per command, and records its
+/// effects in `out`; the caller records the last applied id. A Txn runs in
+/// a nested scope so that a late failure leaves no trace of its earlier
+/// operations.
 fn apply_entry(
     w: &mut Writer<'_, '_>,
     entry: &Entry,
-    events: &mut Vec<RevisionEvents>,
+    out: &mut Effects,
 ) -> Result<Vec<CommandResult>> {
     match &entry.payload {
         EntryPayload::Blank => Ok(Vec::new()),
         EntryPayload::Normal(Proposal::Local(commands)) => commands
             .iter()
-            .map(|cmd| apply_command(w, cmd, events))
+            .map(|cmd| apply_command(w, cmd, out))
             .collect(),
         EntryPayload::Normal(Proposal::Replicated(batch)) => {
             // Skip what the table holds already, and record the new leader
@@ -221,7 +268,7 @@ fn apply_entry(
                     continue;
                 }
                 for cmd in &e.commands {
-                    results.push(apply_command(w, cmd, events)?);
+                    results.push(apply_command(w, cmd, out)?);
                 }
                 held = e.leader_index;
             }
@@ -239,7 +286,7 @@ fn apply_entry(
 fn apply_command(
     w: &mut Writer<'_, '_>,
     cmd: &Command,
-    events: &mut Vec<RevisionEvents>,
+    out: &mut Effects,
 ) -> Result<CommandResult> {
     let mut changes = Vec::new();
     let result = if needs_rollback_scope(cmd) {
@@ -257,7 +304,18 @@ fn apply_command(
         .and_then(|e| e.kv.as_ref())
         .map(|kv| kv.mod_revision)
     {
-        events.push(RevisionEvents::new(revision, changes));
+        out.events.push(RevisionEvents::new(revision, changes));
+    }
+    match (cmd, &result) {
+        (Command::LeaseGrant(_), Ok(Applied::LeaseGrant(r))) => {
+            out.leases.push(LeaseChange::Granted {
+                id: r.id,
+                ttl: r.ttl,
+            })
+        }
+        (Command::LeaseRevoke(req), Ok(_)) => out.leases.push(LeaseChange::Revoked { id: req.id }),
+        (Command::Alarm(req), Ok(_)) if alarm::clears_no_space(req) => out.no_space_disarmed = true,
+        _ => {}
     }
     Ok(result)
 }
@@ -282,33 +340,33 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
         return Ok(Vec::new());
     };
     let whole = shared.db.write(|w| {
-        let mut events = Vec::new();
+        let mut effects = Effects::default();
         let results = entries
             .iter()
-            .map(|e| apply_entry(w, e, &mut events))
+            .map(|e| apply_entry(w, e, &mut effects))
             .collect::<Result<Vec<_>>>()?;
         w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(last.log_id))?)?;
-        Ok((results, events, w.revision_state()?))
+        Ok((results, effects, w.revision_state()?))
     });
     match whole {
         Err(e) if is_map_full(&e) => {}
         Err(e) => return Err(e),
-        Ok((results, events, state)) => {
+        Ok((results, effects, state)) => {
             // Committed: now, and not before, watchers may see it.
-            shared.feed.publish(events, state);
+            shared.publish(effects, state);
             return Ok(results);
         }
     }
     // The map is full: find the entries that still fit, one at a time.
-    shared.no_space.store(true, Ordering::Relaxed);
+    shared.map_full.store(true, Ordering::Relaxed);
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
         let log_id = bincode::serialize(&Some(entry.log_id))?;
         let one = shared.db.write(|w| {
-            let mut events = Vec::new();
-            let r = apply_entry(w, entry, &mut events)?;
+            let mut effects = Effects::default();
+            let r = apply_entry(w, entry, &mut effects)?;
             w.put_meta(LAST_APPLIED, &log_id)?;
-            Ok((r, events, w.revision_state()?))
+            Ok((r, effects, w.revision_state()?))
         });
         let r = match one {
             Err(e) if is_map_full(&e) => {
@@ -316,8 +374,8 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
                 vec![Err(EtcdError::NoSpace); command_count(entry)]
             }
             Err(e) => return Err(e),
-            Ok((r, events, state)) => {
-                shared.feed.publish(events, state);
+            Ok((r, effects, state)) => {
+                shared.publish(effects, state);
                 r
             }
         };

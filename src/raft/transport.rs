@@ -12,6 +12,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::group::RaftGroup;
+use super::lease::LeaseQuery;
 use super::network::Remote;
 use super::registry::Registry;
 use super::{NodeId, TypeConfig};
@@ -110,5 +111,12 @@ impl Raft for RaftService {
         let req = request.into_inner();
         let group = self.group(&req).await?;
         reply(&remote(group.read_index_as_leader().await))
+    }
+
+    async fn lease(&self, request: Request<GroupRequest>) -> Result<Response<GroupReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req).await?;
+        let query: LeaseQuery = decode(&req.payload)?;
+        reply(&remote(group.lease_query_as_leader(query).await))
     }
 }

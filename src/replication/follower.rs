@@ -32,13 +32,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
+use tonic::Status;
 
 use super::wire::entry_from_wire;
 use super::RemoveOnDrop;
 use crate::error::{Error, Result};
 use crate::kv::command::{Applied, Command, Replicated};
 use crate::pb::etcdserverpb::kv_client::KvClient;
+use crate::pb::etcdserverpb::lease_client::LeaseClient;
+use crate::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::pb::replication::log_client::LogClient;
 use crate::pb::replication::metadata_client::MetadataClient;
 use crate::pb::replication::snapshot_client::SnapshotClient;
@@ -49,6 +51,7 @@ use crate::pb::replication::{
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::{new_epoch, unix_ms, Registry};
 use crate::raft::NodeId;
+use crate::table_request;
 
 /// The `armada follower` flags of seed 000.
 #[derive(Clone, Debug)]
@@ -509,15 +512,45 @@ impl Follower {
     pub async fn forward_write(&self, table: &str, cmd: Command) -> Result<Applied, Status> {
         let mut kv = KvClient::new(self.leader.clone());
         Ok(match cmd {
-            Command::Put(r) => Applied::Put(kv.put(with_table(table, r)).await?.into_inner()),
+            Command::Put(r) => Applied::Put(kv.put(table_request(table, r)).await?.into_inner()),
             Command::DeleteRange(r) => {
-                Applied::DeleteRange(kv.delete_range(with_table(table, r)).await?.into_inner())
+                Applied::DeleteRange(kv.delete_range(table_request(table, r)).await?.into_inner())
             }
-            Command::Txn(r) => Applied::Txn(kv.txn(with_table(table, r)).await?.into_inner()),
+            Command::Txn(r) => Applied::Txn(kv.txn(table_request(table, r)).await?.into_inner()),
             Command::Compact(r) => {
-                Applied::Compact(kv.compact(with_table(table, r)).await?.into_inner())
+                Applied::Compact(kv.compact(table_request(table, r)).await?.into_inner())
+            }
+            // The leader cluster picks the id (if 0) and the minimum TTL.
+            Command::LeaseGrant(r) => Applied::LeaseGrant(
+                LeaseClient::new(self.leader.clone())
+                    .lease_grant(table_request(table, r))
+                    .await?
+                    .into_inner(),
+            ),
+            Command::LeaseRevoke(r) => Applied::LeaseRevoke(
+                LeaseClient::new(self.leader.clone())
+                    .lease_revoke(table_request(table, r))
+                    .await?
+                    .into_inner(),
+            ),
+            Command::Alarm(r) => Applied::Alarm(
+                MaintenanceClient::new(self.leader.clone())
+                    .alarm(table_request(table, r))
+                    .await?
+                    .into_inner(),
+            ),
+            Command::LeaseCheckpoint(_) => {
+                return Err(Status::internal(
+                    "armada: lease checkpoints are the leader cluster's own",
+                ))
             }
         })
+    }
+
+    /// The leader cluster's etcd API (on its replication port), for the
+    /// requests of a follower's clients that are not commands.
+    pub fn leader_channel(&self) -> Channel {
+        self.leader.clone()
     }
 }
 
@@ -577,15 +610,6 @@ where
     }
     out.sync_all().await?;
     Ok(header)
-}
-
-/// A request for the leader cluster's `table`.
-fn with_table<M>(table: &str, message: M) -> Request<M> {
-    let mut request = Request::new(message);
-    if let Ok(v) = table.parse() {
-        request.metadata_mut().insert(crate::TABLE_HEADER, v);
-    }
-    request
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ pub fn to_wire(cmd: &Command) -> pb::Command {
         Command::DeleteRange(r) => C::DeleteRange(r.clone()),
         Command::Txn(r) => C::Txn(r.clone()),
         Command::Compact(r) => C::Compact(*r),
+        Command::LeaseGrant(r) => C::LeaseGrant(*r),
+        Command::LeaseRevoke(r) => C::LeaseRevoke(*r),
+        Command::LeaseCheckpoint(r) => C::LeaseCheckpoint(r.clone()),
+        Command::Alarm(r) => C::Alarm(*r),
     };
     pb::Command { command: Some(c) }
 }
@@ -24,6 +28,10 @@ pub fn from_wire(cmd: pb::Command) -> Result<Command> {
         Some(C::DeleteRange(r)) => Ok(Command::DeleteRange(r)),
         Some(C::Txn(r)) => Ok(Command::Txn(r)),
         Some(C::Compact(r)) => Ok(Command::Compact(r)),
+        Some(C::LeaseGrant(r)) => Ok(Command::LeaseGrant(r)),
+        Some(C::LeaseRevoke(r)) => Ok(Command::LeaseRevoke(r)),
+        Some(C::LeaseCheckpoint(r)) => Ok(Command::LeaseCheckpoint(r)),
+        Some(C::Alarm(r)) => Ok(Command::Alarm(r)),
         None => Err(Error::InvalidInput(
             "replicated command without a request (newer leader?)".into(),
         )),
@@ -50,7 +58,10 @@ pub fn entry_from_wire(entry: pb::Entry) -> Result<ReplicatedEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::etcdserverpb::{CompactionRequest, PutRequest};
+    use crate::pb::etcdserverpb::{
+        AlarmRequest, CompactionRequest, LeaseCheckpoint, LeaseCheckpointRequest,
+        LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    };
 
     #[test]
     fn commands_round_trip() {
@@ -64,6 +75,19 @@ mod tests {
             Command::Compact(CompactionRequest {
                 revision: 3,
                 physical: true,
+            }),
+            Command::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 9 }),
+            Command::LeaseRevoke(LeaseRevokeRequest { id: 9 }),
+            Command::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints: vec![LeaseCheckpoint {
+                    id: 9,
+                    remaining_ttl: 30,
+                }],
+            }),
+            Command::Alarm(AlarmRequest {
+                action: 1,
+                member_id: 5,
+                alarm: 1,
             }),
         ];
         for cmd in cmds {

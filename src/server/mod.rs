@@ -13,24 +13,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::cluster::ClusterService;
+use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
+use crate::api::lease::{IdGen, LeaseService};
+use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
 use crate::api::watch::WatchService;
 use crate::api::watch_codec::WatchServer;
-use crate::api::{member_id, stable_id, Context, Member, Upstream};
+use crate::api::{member_id, stable_id, ApiMetrics, Context, Member, Upstream};
 use crate::error::{Error, Result};
 use crate::kv::command::{Applied, Command};
 use crate::kv::validate::{MAX_GRPC_DECODE_BYTES, MAX_GRPC_RECV_BYTES};
 use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::raft::raft_server::RaftServer;
 use crate::pb::replication::log_server::LogServer;
 use crate::pb::replication::metadata_server::MetadataServer;
 use crate::pb::replication::replication_server::ReplicationServer;
 use crate::pb::replication::snapshot_server::SnapshotServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
 use crate::raft::transport::RaftService;
@@ -99,6 +105,10 @@ impl Upstream for ForwardToLeader {
     ) -> std::result::Result<Applied, tonic::Status> {
         self.0.forward_write(table, cmd).await
     }
+
+    fn channel(&self) -> tonic::transport::Channel {
+        self.0.leader_channel()
+    }
 }
 
 pub async fn serve(
@@ -153,6 +163,9 @@ pub async fn serve(
         member: me.clone(),
         members,
         version: ETCD_VERSION,
+        min_lease_ttl: min_lease_ttl(group.election_ms),
+        lease_ids: IdGen::new(me.id),
+        metrics: ApiMetrics::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -214,6 +227,9 @@ pub async fn serve(
             },
             MAX_GRPC_RECV_BYTES,
         ))
+        .add_service(lease_server(&ctx))
+        .add_service(LockServer::new(LockService { ctx: ctx.clone() }))
+        .add_service(ElectionServer::new(ElectionService { ctx: ctx.clone() }))
         .add_service(TablesServer::new(TablesService { ctx: ctx.clone() }))
         .add_service(ReplicationServer::new(StatusService {
             registry: registry.clone(),
@@ -247,6 +263,17 @@ fn kv_server(ctx: &Arc<Context>) -> KvServer<KvService> {
         .max_encoding_message_size(usize::MAX)
 }
 
+fn lease_server(ctx: &Arc<Context>) -> LeaseServer<LeaseService> {
+    LeaseServer::new(LeaseService { ctx: ctx.clone() })
+        .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
+}
+
+/// etcd's minimum lease TTL (`minTTL` in etcd's `NewServer`): 1.5 election
+/// timeouts, rounded up to whole seconds.
+fn min_lease_ttl(election_ms: u64) -> i64 {
+    (3 * election_ms / 2).div_ceil(1000) as i64
+}
+
 /// The replication API for follower clusters, when enabled.
 async fn serve_replication(
     cfg: &NodeConfig,
@@ -277,8 +304,14 @@ async fn serve_replication(
         .add_service(MetadataServer::new(service.clone()))
         .add_service(LogServer::new(service.clone()).max_encoding_message_size(usize::MAX))
         .add_service(SnapshotServer::new(service).max_encoding_message_size(usize::MAX))
-        // Writes forwarded by follower clusters, as from any etcd client.
+        // Writes and lease calls forwarded by follower clusters, as from
+        // any etcd client.
         .add_service(kv_server(ctx))
+        .add_service(lease_server(ctx))
+        .add_service(
+            MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_GRPC_RECV_BYTES),
+        )
         .serve_with_shutdown(serve.listen, stop)
         .await
         .map_err(|e| Error::Internal(format!("replication API: {e}")))

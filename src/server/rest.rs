@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -132,9 +133,13 @@ async fn render(node: &Node) -> Result<String> {
         db_in_use
             .with_label_values(&t)
             .set(st.db_size_in_use as f64);
-        no_space
-            .with_label_values(&t)
-            .set(f64::from(u8::from(group.alarm_no_space())));
+        no_space.with_label_values(&t).set(f64::from(u8::from(
+            group
+                .alarms()
+                .await?
+                .iter()
+                .any(|a| a.alarm == crate::pb::etcdserverpb::AlarmType::Nospace as i32),
+        )));
     }
     let index = gauge_with(
         "armada_replication_index",
@@ -176,11 +181,53 @@ async fn render(node: &Node) -> Result<String> {
         }
     }
     watch_metrics(&registry, node)?;
+    lease_metrics(&registry, node).await?;
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut out)
         .map_err(|e| Error::Internal(e.to_string()))?;
     String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Per-table lease counters and the API's keep-alive latency and lock
+/// waiters.
+async fn lease_metrics(registry: &Registry, node: &Node) -> Result<()> {
+    let internal = |e: prometheus::Error| Error::Internal(e.to_string());
+    let counter = |name: &str, help: &str| -> Result<IntCounterVec> {
+        let c = IntCounterVec::new(Opts::new(name, help), &["table"]).map_err(internal)?;
+        registry.register(Box::new(c.clone())).map_err(internal)?;
+        Ok(c)
+    };
+    let granted = counter("armada_lease_granted_total", "Leases granted (applied).")?;
+    let revoked = counter(
+        "armada_lease_revoked_total",
+        "Leases revoked (applied), expired ones included.",
+    )?;
+    let expired = counter(
+        "armada_lease_expired_total",
+        "Revokes this node proposed as raft leader for expired leases.",
+    )?;
+    for group in node.ctx.registry.groups().await {
+        let t = [group.table.as_str()];
+        let c = group.lease_counts();
+        granted
+            .with_label_values(&t)
+            .inc_by(c.granted.load(Ordering::Relaxed));
+        revoked
+            .with_label_values(&t)
+            .inc_by(c.revoked.load(Ordering::Relaxed));
+        expired
+            .with_label_values(&t)
+            .inc_by(c.expired.load(Ordering::Relaxed));
+    }
+    let m = &node.ctx.metrics;
+    registry
+        .register(Box::new(m.keepalive_seconds.clone()))
+        .map_err(internal)?;
+    registry
+        .register(Box::new(m.lock_waiters.clone()))
+        .map_err(internal)?;
+    Ok(())
 }
 
 /// Per-table watch numbers (etcd's `etcd_debugging_mvcc_watcher_total`,

@@ -81,6 +81,12 @@ pub fn decode_revision_key(raw: &[u8]) -> Option<(i64, i64)> {
     ))
 }
 
+/// A lease id as 8 big-endian bytes: the `leases` key and the prefix of
+/// its keys in `lease_keys`.
+pub fn lease_key(id: i64) -> [u8; 8] {
+    (id as u64).to_be_bytes()
+}
+
 pub fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }

@@ -9,7 +9,9 @@
 //! <state-machine-dir>/<table>/  state machine env (MvccDb)
 //!     kv     esc(key) 00 00 | main BE | sub BE -> 1 KeyValue | 0 (tombstone)
 //!     revs   main BE | sub BE -> 1 key | 0 key  (change log, compaction)
-//!     meta   name -> bytes     revision state, last applied, membership
+//!     meta   name -> bytes     revision state, alarms, last applied, membership
+//!     leases      lease id BE -> Lease (id, ttl, remaining ttl)
+//!     lease_keys  lease id BE | key -> ()   the keys attached to each lease
 //! ```
 //!
 //! The `kv` key puts all versions of one user key next to each other in

@@ -17,27 +17,39 @@ use prost::Message;
 use super::keys;
 use super::{open_env, Durability, LmdbEnv};
 use crate::error::{Error, Result};
+use crate::kv::alarm::AlarmState;
+use crate::kv::lease::Lease;
 use crate::kv::{KeyRange, MvccRead, MvccWrite, RevisionState};
 use crate::pb::mvccpb::KeyValue;
 
 const TAG_TOMBSTONE: u8 = 0;
 const TAG_PUT: u8 = 1;
 const META_REVISION: &str = "revision";
+const META_ALARMS: &str = "alarms";
 
 #[derive(Clone, Copy)]
 struct Dbs {
     kv: Database<Bytes, Bytes>,
     revs: Database<Bytes, Bytes>,
     meta: Database<Str, Bytes>,
+    leases: Database<Bytes, Bytes>,
+    lease_keys: Database<Bytes, Bytes>,
 }
 
 impl Dbs {
+    /// The byte-keyed databases, in the order snapshots copy them.
+    fn byte_dbs(&self) -> [Database<Bytes, Bytes>; 4] {
+        [self.kv, self.revs, self.leases, self.lease_keys]
+    }
+
     fn create(env: &LmdbEnv) -> Result<Dbs> {
         let mut wtxn = env.write_txn()?;
         let dbs = Dbs {
             kv: env.create_database(&mut wtxn, Some("kv"))?,
             revs: env.create_database(&mut wtxn, Some("revs"))?,
             meta: env.create_database(&mut wtxn, Some("meta"))?,
+            leases: env.create_database(&mut wtxn, Some("leases"))?,
+            lease_keys: env.create_database(&mut wtxn, Some("lease_keys"))?,
         };
         wtxn.commit()?;
         Ok(dbs)
@@ -52,6 +64,8 @@ impl Dbs {
         let dbs = Dbs {
             kv: open("kv")?,
             revs: open("revs")?,
+            leases: open("leases")?,
+            lease_keys: open("lease_keys")?,
             meta: env
                 .open_database(&rtxn, Some("meta"))?
                 .ok_or_else(|| Error::Corrupt("snapshot has no \"meta\" database".into()))?,
@@ -116,17 +130,15 @@ impl MvccDb {
     pub fn load_from(&self, path: &Path) -> Result<()> {
         SnapshotFile::open(path)?.with(|snap| {
             self.write(|w| {
-                for db in [w.dbs.kv, w.dbs.revs] {
+                for db in w.dbs.byte_dbs() {
                     db.clear(w.txn)?;
                 }
                 w.dbs.meta.clear(w.txn)?;
-                for item in snap.dbs.kv.iter(snap.txn)? {
-                    let (k, v) = item?;
-                    w.dbs.kv.put(w.txn, k, v)?;
-                }
-                for item in snap.dbs.revs.iter(snap.txn)? {
-                    let (k, v) = item?;
-                    w.dbs.revs.put(w.txn, k, v)?;
+                for (from, to) in snap.dbs.byte_dbs().into_iter().zip(w.dbs.byte_dbs()) {
+                    for item in from.iter(snap.txn)? {
+                        let (k, v) = item?;
+                        to.put(w.txn, k, v)?;
+                    }
                 }
                 for item in snap.dbs.meta.iter(snap.txn)? {
                     let (k, v) = item?;
@@ -246,10 +258,10 @@ impl Reader<'_> {
         Ok(h.finalize())
     }
 
-    /// etcd's Hash: a hash of the whole keyspace, history included.
+    /// etcd's Hash: a hash of the whole keyspace, history and leases included.
     pub fn hash_all(&self) -> Result<u32> {
         let mut h = crc32fast::Hasher::new();
-        for db in [self.dbs.kv, self.dbs.revs] {
+        for db in [self.dbs.kv, self.dbs.revs, self.dbs.leases] {
             for item in db.iter(self.txn)? {
                 let (k, v) = item?;
                 h.update(k);
@@ -319,6 +331,41 @@ fn scan(
     Ok(())
 }
 
+fn lease(txn: &RoTxn, dbs: &Dbs, id: i64) -> Result<Option<Lease>> {
+    match dbs.leases.get(txn, &keys::lease_key(id))? {
+        Some(raw) => Ok(Some(bincode::deserialize(raw)?)),
+        None => Ok(None),
+    }
+}
+
+fn leases(txn: &RoTxn, dbs: &Dbs, visit: &mut dyn FnMut(Lease) -> bool) -> Result<()> {
+    for item in dbs.leases.iter(txn)? {
+        let (_, raw) = item?;
+        if !visit(bincode::deserialize(raw)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn lease_keys(txn: &RoTxn, dbs: &Dbs, id: i64, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+    let prefix = keys::lease_key(id);
+    for item in dbs.lease_keys.prefix_iter(txn, &prefix)? {
+        let (k, _) = item?;
+        if !visit(&k[prefix.len()..]) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn alarms(txn: &RoTxn, dbs: &Dbs) -> Result<AlarmState> {
+    match dbs.meta.get(txn, META_ALARMS)? {
+        Some(raw) => Ok(bincode::deserialize(raw)?),
+        None => Ok(AlarmState::default()),
+    }
+}
+
 fn changes(
     txn: &RoTxn,
     dbs: &Dbs,
@@ -368,6 +415,18 @@ impl MvccRead for Reader<'_> {
     ) -> Result<()> {
         changes(self.txn, &self.dbs, from, to, visit)
     }
+    fn lease(&self, id: i64) -> Result<Option<Lease>> {
+        lease(self.txn, &self.dbs, id)
+    }
+    fn leases(&self, visit: &mut dyn FnMut(Lease) -> bool) -> Result<()> {
+        leases(self.txn, &self.dbs, visit)
+    }
+    fn lease_keys(&self, id: i64, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+        lease_keys(self.txn, &self.dbs, id, visit)
+    }
+    fn alarms(&self) -> Result<AlarmState> {
+        alarms(self.txn, &self.dbs)
+    }
 }
 
 /// A writer reads through its own transaction, so it sees its own writes.
@@ -393,6 +452,18 @@ impl MvccRead for Writer<'_, '_> {
         visit: &mut dyn FnMut(i64, &[u8], bool) -> bool,
     ) -> Result<()> {
         self.reader().changes(from, to, visit)
+    }
+    fn lease(&self, id: i64) -> Result<Option<Lease>> {
+        self.reader().lease(id)
+    }
+    fn leases(&self, visit: &mut dyn FnMut(Lease) -> bool) -> Result<()> {
+        self.reader().leases(visit)
+    }
+    fn lease_keys(&self, id: i64, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+        self.reader().lease_keys(id, visit)
+    }
+    fn alarms(&self) -> Result<AlarmState> {
+        self.reader().alarms()
     }
 }
 
@@ -436,6 +507,44 @@ impl MvccWrite for Writer<'_, '_> {
             .dbs
             .meta
             .put(self.txn, META_REVISION, &bincode::serialize(&state)?)?)
+    }
+
+    fn put_lease(&mut self, lease: &Lease) -> Result<()> {
+        Ok(self.dbs.leases.put(
+            self.txn,
+            &keys::lease_key(lease.id),
+            &bincode::serialize(lease)?,
+        )?)
+    }
+
+    fn delete_lease(&mut self, id: i64) -> Result<()> {
+        let prefix = keys::lease_key(id);
+        self.dbs.leases.delete(self.txn, &prefix)?;
+        let mut attached = self.dbs.lease_keys.prefix_iter_mut(self.txn, &prefix)?;
+        while let Some(item) = attached.next() {
+            item?;
+            // SAFETY: no reference into the database is held across the delete.
+            unsafe { attached.del_current()? };
+        }
+        Ok(())
+    }
+
+    fn set_attached(&mut self, id: i64, key: &[u8], attached: bool) -> Result<()> {
+        let mut k = keys::lease_key(id).to_vec();
+        k.extend_from_slice(key);
+        if attached {
+            self.dbs.lease_keys.put(self.txn, &k, &[])?;
+        } else {
+            self.dbs.lease_keys.delete(self.txn, &k)?;
+        }
+        Ok(())
+    }
+
+    fn set_alarms(&mut self, alarms: &AlarmState) -> Result<()> {
+        Ok(self
+            .dbs
+            .meta
+            .put(self.txn, META_ALARMS, &bincode::serialize(alarms)?)?)
     }
 
     fn compact(&mut self, previous: i64, rev: i64) -> Result<()> {

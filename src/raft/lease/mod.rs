@@ -1,0 +1,157 @@
+//! Lease expiry and keep-alives for a table's Raft group (etcd's lessor
+//! `Promote`/`Demote`/`runLoop` and `EtcdServer.revokeExpiredLeases`).
+//!
+//! - [`lessor`]: the primary's deadlines;
+//! - [`run`]: one task per group that makes the lessor primary once this
+//!   node is raft leader *and* has applied an entry of its own term (so it
+//!   has every lease granted before), demotes it on any loss of leadership,
+//!   and every [`TICK`] proposes a revoke for each lease past its deadline,
+//!   after confirming leadership with a quorum (etcd #15247: a stale leader
+//!   must not revoke). Expiry is never decided inside apply.
+//!
+//! On a follower cluster's tables the task never promotes: the leader
+//! cluster decides expiry and its revokes arrive as replicated commands.
+
+pub mod lessor;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::group::RaftGroup;
+use crate::kv::command::Command;
+use crate::pb::etcdserverpb::LeaseRevokeRequest;
+
+/// How often expired leases are looked for (etcd: 500 ms).
+pub const TICK: Duration = Duration::from_millis(500);
+/// At most this many expired leases are handed out per tick (etcd's
+/// default revoke rate, 1000/s).
+const MAX_REVOKES_PER_TICK: usize = 500;
+/// Revoke proposals in flight at once (etcd `maxPendingRevokes`).
+const MAX_PENDING_REVOKES: usize = 16;
+
+/// A question about a lease that only the table's raft leader can answer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub enum LeaseQuery {
+    /// A keep-alive.
+    Renew {
+        id: i64,
+    },
+    TimeToLive {
+        id: i64,
+        keys: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseAnswer {
+    /// Renewed for its full granted TTL.
+    Renewed { ttl: i64 },
+    /// Granted TTL, seconds left, and the attached keys if asked for.
+    Live {
+        ttl: i64,
+        remaining: i64,
+        keys: Vec<Vec<u8>>,
+    },
+    /// No such lease (never granted, revoked, or expired).
+    NotFound,
+}
+
+/// Lease counters of one table, for `/metrics`.
+#[derive(Default)]
+pub struct LeaseCounts {
+    pub granted: AtomicU64,
+    pub revoked: AtomicU64,
+    /// Revokes this node proposed as raft leader for expired leases.
+    pub expired: AtomicU64,
+}
+
+/// Tracks leadership and expires leases until the group is dropped or
+/// shut down. `extend` is what promotion adds to every TTL (an election
+/// timeout: the old leader may still have acknowledged keep-alives).
+pub async fn run(group: Weak<RaftGroup>, extend: Duration) {
+    let Some(mut metrics) = group.upgrade().map(|g| g.raft().metrics()) else {
+        return;
+    };
+    let revokes = Arc::new(Semaphore::new(MAX_PENDING_REVOKES));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut promoted_term = None;
+    loop {
+        let ticked = tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return; // the group shut down
+                }
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        let Some(group) = group.upgrade() else {
+            return;
+        };
+        let (leads, term) = {
+            let m = metrics.borrow_and_update();
+            let leads = m.state == ServerState::Leader
+                && m.last_applied
+                    .is_some_and(|l| l.leader_id.term == m.current_term);
+            (leads, m.current_term)
+        };
+        let lessor = group.lessor();
+        if !group.expires_leases() || !leads {
+            if promoted_term.take().is_some() {
+                lessor.demote();
+            }
+            continue;
+        }
+        // A snapshot install demotes the lessor: promote again from it.
+        if promoted_term != Some(term) || !lessor.is_primary() {
+            match group.promote_lessor(extend).await {
+                Ok(()) => promoted_term = Some(term),
+                Err(e) => {
+                    tracing::warn!(table = %group.table, "loading leases to expire them: {e}");
+                    continue;
+                }
+            }
+        }
+        if ticked {
+            expire(&group, &revokes).await;
+        }
+    }
+}
+
+/// Proposes a revoke for every lease past its deadline, once this node
+/// has confirmed with a quorum that it is still the raft leader.
+async fn expire(group: &Arc<RaftGroup>, revokes: &Arc<Semaphore>) {
+    let expired = group.lessor().expired(Instant::now(), MAX_REVOKES_PER_TICK);
+    if expired.is_empty() {
+        return;
+    }
+    if let Err(e) = group.read_index_as_leader().await {
+        // Re-armed: the next leader (or this one, once confirmed) retries.
+        tracing::debug!(table = %group.table, "not revoking expired leases: {e}");
+        return;
+    }
+    for id in expired {
+        let Ok(permit) = revokes.clone().acquire_owned().await else {
+            return;
+        };
+        let group = group.clone();
+        tokio::spawn(async move {
+            let cmd = Command::LeaseRevoke(LeaseRevokeRequest { id });
+            match group.write_as_leader(cmd).await {
+                Ok(_) => {
+                    group.lease_counts().expired.fetch_add(1, Ordering::Relaxed);
+                }
+                // Gone already (revoked by a client meanwhile): fine.
+                Err(crate::error::Error::Etcd(crate::error::EtcdError::LeaseNotFound)) => {}
+                Err(e) => tracing::debug!(table = %group.table, lease = id, "revoking: {e}"),
+            }
+            drop(permit);
+        });
+    }
+}
