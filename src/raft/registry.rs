@@ -112,6 +112,22 @@ pub struct Registry {
     reconciling: Mutex<()>,
     /// Each running table's watchers; a hub outlives incarnation swaps.
     hubs: std::sync::Mutex<HashMap<String, Arc<WatchHub>>>,
+    /// Incarnation directories (`<table>.<epoch>`) being seeded by a
+    /// recovery and not yet in the catalogue: never stale.
+    seeding: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Keeps an incarnation's directories from being removed as stale while
+/// it is seeded; see [`Registry::seeding`].
+pub struct Seeding {
+    dir: String,
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Seeding {
+    fn drop(&mut self) {
+        self.set.lock().unwrap().remove(&self.dir);
+    }
 }
 
 /// Table names become directory names and metadata values: keep them plain.
@@ -221,6 +237,7 @@ impl Registry {
             incoming: RwLock::new(HashMap::new()),
             reconciling: Mutex::new(()),
             hubs: std::sync::Mutex::new(HashMap::new()),
+            seeding: Default::default(),
         });
         registry.reconcile().await?;
         tokio::spawn(Self::follow_meta(Arc::downgrade(&registry)));
@@ -441,6 +458,7 @@ impl Registry {
         let mut live: std::collections::HashSet<String> =
             want.iter().map(|(n, e)| format!("{n}.{e}")).collect();
         live.extend(running.iter().cloned());
+        live.extend(self.seeding.lock().unwrap().iter().cloned());
         let roots = [
             self.cfg.wal_dir.clone(),
             self.cfg.state_machine_dir.clone(),
@@ -497,6 +515,19 @@ impl Registry {
     pub async fn list(&self) -> Result<Vec<(String, u64)>> {
         let catalogue = self.catalogue(true).await?;
         Ok(catalogue.into_iter().map(|(n, i)| (n, i.epoch)).collect())
+    }
+
+    /// Marks incarnation `epoch` of `name` as being seeded until the guard
+    /// is dropped: reconciles, which remove every directory the catalogue
+    /// does not list, leave its directories alone (it is listed only once
+    /// the seed is complete and swapped in).
+    pub fn seeding(&self, name: &str, epoch: u64) -> Seeding {
+        let dir = format!("{name}.{epoch}");
+        self.seeding.lock().unwrap().insert(dir.clone());
+        Seeding {
+            dir,
+            set: self.seeding.clone(),
+        }
     }
 
     /// The group settings of incarnation `epoch` of table `name` on this node.

@@ -483,6 +483,8 @@ impl Follower {
         }
         let new_epoch = new_epoch().max(old_epoch + 1);
         let cfg = self.registry.table_config(table, new_epoch);
+        // Until the swap has opened it, nothing else knows this incarnation.
+        let _seeding = self.registry.seeding(table, new_epoch);
         RaftGroup::seed(&cfg, &file, (header.leader_index, header.epoch)).await?;
         if !self
             .registry
