@@ -17,7 +17,7 @@ use std::time::Duration;
 use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
-use super::lease::lessor::{Lessor, Lookup};
+use super::lease::lessor::Lessor;
 use super::lease::{LeaseAnswer, LeaseCounts, LeaseQuery};
 use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
@@ -34,7 +34,7 @@ use crate::storage::mvcc::{MvccDb, Reader};
 
 /// How long a request waits for a raft leader to appear before it fails
 /// with `etcdserver: no leader`.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a request pauses before trying a raft leader that just failed
 /// it again, when this node has not yet learned of another.
@@ -534,82 +534,6 @@ impl RaftGroup {
         .await
     }
 
-    /// [`Self::lease_query`] on this node, which must be the raft leader.
-    /// It answers only once a quorum has confirmed its leadership recently
-    /// (a deposed leader must not renew: etcd PR #16822), and a lease it
-    /// does not know is looked up again after applying everything
-    /// committed (a Grant may be committed and not yet applied: etcd PR
-    /// #13690).
-    pub async fn lease_query_as_leader(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
-        let recent = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            m.state == openraft::ServerState::Leader
-                && m.millis_since_quorum_ack
-                    .is_some_and(|ms| ms < self.raft.config().election_timeout_min)
-        };
-        let mut read_index = None;
-        if !recent {
-            read_index = Some(self.read_index_as_leader().await?);
-        }
-        // Leadership comes before the lessor's promotion (one apply later).
-        if !self.lessor().wait_primary(LEADER_WAIT).await {
-            return Err(EtcdError::LeaderChanged.into());
-        }
-        let answer = self.answer_lease(query).await?;
-        if answer != LeaseAnswer::NotFound {
-            return Ok(answer);
-        }
-        let index = match read_index {
-            Some(index) => index,
-            None => self.read_index_as_leader().await?,
-        };
-        if !self
-            .wait_applied_past(index.saturating_sub(1), FORWARD_TIMEOUT)
-            .await
-        {
-            return Err(EtcdError::Timeout.into());
-        }
-        self.answer_lease(query).await
-    }
-
-    async fn answer_lease(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
-        let lessor = self.lessor();
-        let (id, keys) = match query {
-            LeaseQuery::Renew { id } => {
-                return Ok(match lessor.renew(id) {
-                    Lookup::Live { ttl, .. } => LeaseAnswer::Renewed { ttl },
-                    Lookup::NotFound => LeaseAnswer::NotFound,
-                    Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
-                });
-            }
-            LeaseQuery::TimeToLive { id, keys } => (id, keys),
-        };
-        let (ttl, remaining) = match lessor.lookup(id) {
-            Lookup::Live { ttl, remaining } => (ttl, remaining),
-            Lookup::NotFound => return Ok(LeaseAnswer::NotFound),
-            Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
-        };
-        let keys = if keys {
-            self.read(false, move |r| {
-                let mut keys = Vec::new();
-                r.lease_keys(id, &mut |k| {
-                    keys.push(k.to_vec());
-                    true
-                })?;
-                Ok(keys)
-            })
-            .await?
-        } else {
-            Vec::new()
-        };
-        Ok(LeaseAnswer::Live {
-            ttl,
-            remaining,
-            keys,
-        })
-    }
-
     /// The last log index this node has applied (0: none).
     pub fn last_applied(&self) -> u64 {
         let m = self.raft.metrics();
@@ -784,22 +708,9 @@ impl RaftGroup {
         self.expire_leases
     }
 
-    /// Makes this node's lessor primary over every lease the table holds.
-    pub(crate) async fn promote_lessor(&self, extend: Duration) -> Result<()> {
-        let sm = self.sm.clone();
-        blocking(move || {
-            sm.lessor.promote(extend, || {
-                sm.db.read(|r| {
-                    let mut all = Vec::new();
-                    r.leases(&mut |l| {
-                        all.push(l);
-                        true
-                    })?;
-                    Ok(all)
-                })
-            })
-        })
-        .await
+    /// The state machine, for the raft layer's lease and watch code.
+    pub(crate) fn state_machine(&self) -> &Arc<Shared> {
+        &self.sm
     }
 
     /// True when this node's storage is (nearly) out of space: an apply

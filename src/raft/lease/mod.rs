@@ -9,6 +9,9 @@
 //!   after confirming leadership with a quorum (etcd #15247: a stale leader
 //!   must not revoke). Expiry is never decided inside apply.
 //!
+//! - the raft leader's answers to keep-alives and TimeToLive
+//!   ([`RaftGroup::lease_query_as_leader`]; other members forward them).
+//!
 //! On a follower cluster's tables the task never promotes: the leader
 //! cluster decides expiry and its revokes arrive as replicated commands.
 
@@ -22,9 +25,14 @@ use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::group::RaftGroup;
+use super::blocking;
+use super::group::{RaftGroup, LEADER_WAIT};
+use super::network::FORWARD_TIMEOUT;
+use crate::error::{EtcdError, Result};
 use crate::kv::command::Command;
+use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::LeaseRevokeRequest;
+use lessor::Lookup;
 
 /// How often expired leases are looked for (etcd: 500 ms).
 pub const TICK: Duration = Duration::from_millis(500);
@@ -68,6 +76,102 @@ pub struct LeaseCounts {
     pub revoked: AtomicU64,
     /// Revokes this node proposed as raft leader for expired leases.
     pub expired: AtomicU64,
+}
+
+impl RaftGroup {
+    /// Makes this node's lessor primary over every lease the table holds.
+    pub(crate) async fn promote_lessor(&self, extend: Duration) -> Result<()> {
+        let sm = self.state_machine().clone();
+        blocking(move || {
+            sm.lessor.promote(extend, || {
+                sm.db.read(|r| {
+                    let mut all = Vec::new();
+                    r.leases(&mut |l| {
+                        all.push(l);
+                        true
+                    })?;
+                    Ok(all)
+                })
+            })
+        })
+        .await
+    }
+
+    /// [`Self::lease_query`] on this node, which must be the raft leader.
+    /// It answers only once a quorum has confirmed its leadership recently
+    /// (a deposed leader must not renew: etcd PR #16822), and a lease it
+    /// does not know is looked up again after applying everything
+    /// committed (a Grant may be committed and not yet applied: etcd PR
+    /// #13690).
+    pub async fn lease_query_as_leader(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+        let recent = {
+            let m = self.raft().metrics();
+            let m = m.borrow();
+            m.state == openraft::ServerState::Leader
+                && m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms < self.raft().config().election_timeout_min)
+        };
+        let mut read_index = None;
+        if !recent {
+            read_index = Some(self.read_index_as_leader().await?);
+        }
+        // Leadership comes before the lessor's promotion (one apply later).
+        if !self.lessor().wait_primary(LEADER_WAIT).await {
+            return Err(EtcdError::LeaderChanged.into());
+        }
+        let answer = self.answer_lease(query).await?;
+        if answer != LeaseAnswer::NotFound {
+            return Ok(answer);
+        }
+        let index = match read_index {
+            Some(index) => index,
+            None => self.read_index_as_leader().await?,
+        };
+        if !self
+            .wait_applied_past(index.saturating_sub(1), FORWARD_TIMEOUT)
+            .await
+        {
+            return Err(EtcdError::Timeout.into());
+        }
+        self.answer_lease(query).await
+    }
+
+    async fn answer_lease(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+        let lessor = self.lessor();
+        let (id, keys) = match query {
+            LeaseQuery::Renew { id } => {
+                return Ok(match lessor.renew(id) {
+                    Lookup::Live { ttl, .. } => LeaseAnswer::Renewed { ttl },
+                    Lookup::NotFound => LeaseAnswer::NotFound,
+                    Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
+                });
+            }
+            LeaseQuery::TimeToLive { id, keys } => (id, keys),
+        };
+        let (ttl, remaining) = match lessor.lookup(id) {
+            Lookup::Live { ttl, remaining } => (ttl, remaining),
+            Lookup::NotFound => return Ok(LeaseAnswer::NotFound),
+            Lookup::NotPrimary => return Err(EtcdError::LeaderChanged.into()),
+        };
+        let keys = if keys {
+            self.read(false, move |r| {
+                let mut keys = Vec::new();
+                r.lease_keys(id, &mut |k| {
+                    keys.push(k.to_vec());
+                    true
+                })?;
+                Ok(keys)
+            })
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(LeaseAnswer::Live {
+            ttl,
+            remaining,
+            keys,
+        })
+    }
 }
 
 /// Tracks leadership and expires leases until the group is dropped or
