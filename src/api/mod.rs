@@ -1,8 +1,8 @@
 //! The etcd gRPC surface (KV, Watch, Lease, Lock, Election, Maintenance,
-//! Cluster) and Armada's
-//! Tables service, as tonic services. Handlers validate, pick the table named
-//! by the `armada-table` metadata (or the node's default table), and call its
-//! Raft group or watch hub; they never touch LMDB themselves.
+//! Cluster) and Armada's Tables service, as tonic services. Handlers
+//! validate, pick the table named by the `armada-table` metadata (or the
+//! node's default table), and call its Raft group or watch hub; they never
+//! touch LMDB themselves.
 //!
 //! Auth is not served yet: tonic answers `Unimplemented` for it, which etcd
 //! clients report as such.
