@@ -116,6 +116,12 @@ pub struct LeaderArgs {
     /// `--experimental-watch-progress-notify-interval`; at least 100ms).
     #[arg(long = "api.watch-progress-notify-interval", env = "ARMADA_API_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub api_watch_progress_notify_interval: Duration,
+    /// How often the remaining TTL of each lease longer than this is
+    /// checkpointed through the log, so a new raft leader continues it
+    /// rather than granting the full TTL again (etcd's lease
+    /// checkpointing); 0 turns it off.
+    #[arg(long = "lease.checkpoint-interval", env = "ARMADA_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub lease_checkpoint_interval: Duration,
     /// TLS certificate of the API server (TLS is not implemented yet; setting it is an error).
     #[arg(long = "api.cert-filename", env = "ARMADA_API_CERT_FILENAME")]
     pub api_cert_filename: Option<PathBuf>,
@@ -564,6 +570,7 @@ impl LeaderArgs {
                     // assuming small (~1 KiB) entries.
                     max_payload_entries: (self.raft_max_in_mem_log_size / 1024).clamp(64, 4096),
                     expire_leases: true,
+                    lease_checkpoint_interval: self.lease_checkpoint_interval,
                 },
             },
         })

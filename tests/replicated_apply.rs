@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path) -> GroupConfig {
         compaction_overhead: 0,
         max_payload_entries: 64,
         expire_leases: true,
+        lease_checkpoint_interval: Duration::ZERO,
     }
 }
 

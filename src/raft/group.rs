@@ -63,6 +63,9 @@ pub struct GroupConfig {
     /// Whether this cluster decides lease expiry (a leader cluster), or
     /// only applies the revokes its leader cluster decided (a follower).
     pub expire_leases: bool,
+    /// How often the remaining TTL of leases longer than this is
+    /// checkpointed through the log (zero: never).
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl GroupConfig {
@@ -146,6 +149,7 @@ pub struct RaftGroup {
     /// state machine is empty until the seed's snapshot is installed.
     awaits_seed: bool,
     expire_leases: bool,
+    lease_checkpoint_interval: Duration,
 }
 
 impl RaftGroup {
@@ -241,6 +245,7 @@ impl RaftGroup {
             log,
             awaits_seed: !restarted && !initialize,
             expire_leases: cfg.expire_leases,
+            lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         });
         tokio::spawn(super::lease::run(
             Arc::downgrade(&group),
@@ -706,6 +711,10 @@ impl RaftGroup {
 
     pub(crate) fn expires_leases(&self) -> bool {
         self.expire_leases
+    }
+
+    pub(crate) fn lease_checkpoint_interval(&self) -> Duration {
+        self.lease_checkpoint_interval
     }
 
     /// The state machine, for the raft layer's lease and watch code.

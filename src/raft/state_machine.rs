@@ -177,6 +177,7 @@ impl Shared {
             let counter = match c {
                 LeaseChange::Granted { .. } => &self.lease_counts.granted,
                 LeaseChange::Revoked { .. } => &self.lease_counts.revoked,
+                LeaseChange::Checkpointed { .. } => continue,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -314,6 +315,13 @@ fn apply_command(
             })
         }
         (Command::LeaseRevoke(req), Ok(_)) => out.leases.push(LeaseChange::Revoked { id: req.id }),
+        (Command::LeaseCheckpoint(req), Ok(_)) => {
+            out.leases
+                .extend(req.checkpoints.iter().map(|c| LeaseChange::Checkpointed {
+                    id: c.id,
+                    remaining: c.remaining_ttl,
+                }))
+        }
         (Command::Alarm(req), Ok(_)) if alarm::clears_no_space(req) => out.no_space_disarmed = true,
         _ => {}
     }

@@ -5,9 +5,10 @@
 //! - [`run`]: one task per group that makes the lessor primary once this
 //!   node is raft leader *and* has applied an entry of its own term (so it
 //!   has every lease granted before), demotes it on any loss of leadership,
-//!   and every [`TICK`] proposes a revoke for each lease past its deadline,
-//!   after confirming leadership with a quorum (etcd #15247: a stale leader
-//!   must not revoke). Expiry is never decided inside apply.
+//!   and every [`TICK`] proposes a revoke for each lease past its deadline
+//!   and the due checkpoints, after confirming leadership with a quorum
+//!   (etcd #15247: a stale leader must not revoke). Expiry is never decided
+//!   inside apply.
 //!
 //! - the raft leader's answers to keep-alives and TimeToLive
 //!   ([`RaftGroup::lease_query_as_leader`]; other members forward them).
@@ -31,7 +32,7 @@ use super::network::FORWARD_TIMEOUT;
 use crate::error::{EtcdError, Result};
 use crate::kv::command::Command;
 use crate::kv::MvccRead;
-use crate::pb::etcdserverpb::LeaseRevokeRequest;
+use crate::pb::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
 use lessor::Lookup;
 
 /// How often expired leases are looked for (etcd: 500 ms).
@@ -39,6 +40,9 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// At most this many expired leases are handed out per tick (etcd's
 /// default revoke rate, 1000/s).
 const MAX_REVOKES_PER_TICK: usize = 500;
+/// At most this many remaining TTLs per checkpoint entry and tick (etcd:
+/// 1000 per entry).
+const MAX_CHECKPOINTS_PER_TICK: usize = 1000;
 /// Revoke proposals in flight at once (etcd `maxPendingRevokes`).
 const MAX_PENDING_REVOKES: usize = 16;
 
@@ -82,8 +86,9 @@ impl RaftGroup {
     /// Makes this node's lessor primary over every lease the table holds.
     pub(crate) async fn promote_lessor(&self, extend: Duration) -> Result<()> {
         let sm = self.state_machine().clone();
+        let interval = self.lease_checkpoint_interval();
         blocking(move || {
-            sm.lessor.promote(extend, || {
+            sm.lessor.promote(extend, interval, || {
                 sm.db.read(|r| {
                     let mut all = Vec::new();
                     r.leases(&mut |l| {
@@ -140,6 +145,18 @@ impl RaftGroup {
         let lessor = self.lessor();
         let (id, keys) = match query {
             LeaseQuery::Renew { id } => {
+                if lessor.checkpointed(id) {
+                    // Or a later raft leader would give the renewed lease
+                    // only what was left at the checkpoint.
+                    let clear = LeaseCheckpoint {
+                        id,
+                        remaining_ttl: 0,
+                    };
+                    let cmd = Command::LeaseCheckpoint(LeaseCheckpointRequest {
+                        checkpoints: vec![clear],
+                    });
+                    self.write_as_leader(cmd).await?;
+                }
                 return Ok(match lessor.renew(id) {
                     Lookup::Live { ttl, .. } => LeaseAnswer::Renewed { ttl },
                     Lookup::NotFound => LeaseAnswer::NotFound,
@@ -228,17 +245,28 @@ pub async fn run(group: Weak<RaftGroup>, extend: Duration) {
     }
 }
 
-/// Proposes a revoke for every lease past its deadline, once this node
-/// has confirmed with a quorum that it is still the raft leader.
+/// Proposes a revoke for every lease past its deadline, and the due
+/// checkpoints, once this node has confirmed with a quorum that it is
+/// still the raft leader.
 async fn expire(group: &Arc<RaftGroup>, revokes: &Arc<Semaphore>) {
-    let expired = group.lessor().expired(Instant::now(), MAX_REVOKES_PER_TICK);
-    if expired.is_empty() {
+    let now = Instant::now();
+    let expired = group.lessor().expired(now, MAX_REVOKES_PER_TICK);
+    let checkpoints = group
+        .lessor()
+        .due_checkpoints(now, MAX_CHECKPOINTS_PER_TICK);
+    if expired.is_empty() && checkpoints.is_empty() {
         return;
     }
     if let Err(e) = group.read_index_as_leader().await {
         // Re-armed: the next leader (or this one, once confirmed) retries.
         tracing::debug!(table = %group.table, "not revoking expired leases: {e}");
         return;
+    }
+    if !checkpoints.is_empty() {
+        let cmd = Command::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
+        if let Err(e) = group.write_as_leader(cmd).await {
+            tracing::debug!(table = %group.table, "checkpointing leases: {e}");
+        }
     }
     for id in expired {
         let Ok(permit) = revokes.clone().acquire_owned().await else {
