@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod replication;
 pub mod seed;
 pub mod watch;
 
@@ -23,6 +24,23 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, and returns that;
+/// fails the test, saying `what`, after `timeout`.
+pub async fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(done) = probe().await {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Where a node's log goes: with `ARMADA_TEST_LOG=<level>` set (to debug a

@@ -106,6 +106,11 @@ impl Recorder {
         }
     }
 
+    /// The responses received so far.
+    pub fn responses(&self) -> Vec<WatchResponse> {
+        self.responses.lock().unwrap().clone()
+    }
+
     /// The events received so far, grouped by revision, in order.
     pub fn revisions(&self) -> Vec<(i64, Vec<Event>)> {
         let mut out: Vec<(i64, Vec<Event>)> = Vec::new();

@@ -1,0 +1,105 @@
+//! Leader and follower clusters of real `armada` processes for the
+//! cross-cluster tests, and how to compare their copies of a table.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use armada::pb::etcdserverpb::kv_client::KvClient;
+use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use armada::pb::etcdserverpb::{HashKvRequest, RangeRequest};
+use armada::pb::mvccpb::KeyValue;
+use armada::table_request;
+use tonic::transport::Channel;
+
+use super::{Cluster, Ports, Server};
+
+/// A one-node leader cluster in `dir/leader` with its API on `api`,
+/// serving replication on `replication`.
+pub fn start_leader(dir: &Path, api: u16, replication: u16, extra: &[&str]) -> Server {
+    let mut ports = Ports::pick();
+    ports.api = api;
+    let address = format!("--replication.address=http://127.0.0.1:{replication}");
+    let mut args = vec!["--replication.enabled", address.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(&dir.join("leader"), ports, &args)
+}
+
+/// A 3-node follower cluster of the leader replicating on `replication`.
+pub fn start_followers(replication: u16, lease_interval: &str) -> Cluster {
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let lease = format!("--replication.lease-interval={lease_interval}");
+    Cluster::start_as(
+        "follower",
+        3,
+        &[
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            &lease,
+        ],
+    )
+}
+
+/// A one-node follower cluster in `dir/follower` of the leader
+/// replicating on `replication`.
+pub fn start_follower(dir: &Path, replication: u16) -> Server {
+    Server::start_as(
+        "follower",
+        &dir.join("follower"),
+        Ports::pick(),
+        &[
+            &format!("--replication.leader-address=127.0.0.1:{replication}"),
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=3s",
+        ],
+    )
+}
+
+/// (revision, every key-value) of `table`, serializable (local) read.
+pub async fn dump(ch: &Channel, table: &str) -> Result<(i64, Vec<KeyValue>), tonic::Status> {
+    let req = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        serializable: true,
+        ..Default::default()
+    };
+    let resp = KvClient::new(ch.clone())
+        .range(table_request(table, req))
+        .await?
+        .into_inner();
+    Ok((resp.header.unwrap().revision, resp.kvs))
+}
+
+pub async fn hash_kv(ch: &Channel, table: &str, revision: i64) -> u32 {
+    MaintenanceClient::new(ch.clone())
+        .hash_kv(table_request(table, HashKvRequest { revision }))
+        .await
+        .unwrap()
+        .into_inner()
+        .hash
+}
+
+/// Waits until the follower's copy of `table` equals the leader's
+/// (revision, keys and HashKV), and returns that revision.
+pub async fn wait_same(leader: &Channel, follower: &Channel, table: &str) -> i64 {
+    let want = dump(leader, table).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(got) = dump(follower, table).await {
+            if got == want {
+                assert_eq!(
+                    hash_kv(leader, table, want.0).await,
+                    hash_kv(follower, table, want.0).await
+                );
+                return want.0;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower never caught up on {table}: {:?}",
+            dump(follower, table).await.map(|d| d.0)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
