@@ -3,6 +3,8 @@
 //! - A lease kept alive through a raft follower outlives the kill -9 of the
 //!   table's raft leader, and once its keep-alives stop all its keys go in
 //!   one revision, the same on every member.
+//! - With lease checkpointing, a new raft leader continues a lease from
+//!   its checkpointed remaining TTL instead of granting the full TTL again.
 //! - On a follower cluster, Grant, Put with the lease, KeepAlive,
 //!   TimeToLive, Leases and Revoke work through the follower (read-your-
 //!   writes included), and expiry, decided by the leader cluster, deletes
@@ -337,6 +339,37 @@ async fn kept_alive_lease_survives_the_raft_leader_then_expires_in_one_revision(
     wait_deleted_at(&ch, "fo/", revision).await;
     assert!(!leases(&ch).await.contains(&id));
     assert_eq!(cluster.wait_converged().await.0, revision);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_lease_keeps_its_remaining_ttl_across_a_raft_leader_change() {
+    // Without checkpoints a new raft leader grants the full TTL again (plus
+    // an election timeout); with them it continues from the last stored
+    // remaining TTL.
+    const TTL: i64 = 30;
+    const AGED: i64 = 8;
+    let mut cluster = Cluster::start(3, &["--lease.checkpoint-interval=1s"]);
+    let leader = cluster.wait_leader().await;
+    let via = (1..=3).find(|id| *id != leader).unwrap();
+    let ch = cluster.channel(via).await;
+    let id = grant(&ch, TTL).await;
+    put(&ch, "cp/key", id).await;
+    // Aged by AGED seconds: several checkpoints went through the log.
+    wait_until("the lease to age", PATIENCE, async || {
+        let ttl = time_to_live(&ch, id).await;
+        assert!(ttl.ttl > 0, "{ttl:?}");
+        (ttl.ttl <= TTL - AGED).then_some(())
+    })
+    .await;
+    cluster.kill9(leader);
+    let new_leader = cluster.wait_leader().await;
+    assert_ne!(new_leader, leader);
+    let ttl = time_to_live(&cluster.channel(new_leader).await, id).await;
+    // The last checkpoint is at most about two intervals old, and the new
+    // leader adds an election timeout (600 ms here): well under TTL - 3.
+    assert!(ttl.ttl > 0 && ttl.ttl <= TTL - AGED + 3, "{ttl:?}");
+    assert_eq!(ttl.granted_ttl, TTL);
+    assert_eq!(keys_of(&ttl), ["cp/key"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
