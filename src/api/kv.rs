@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{status, Context};
 use crate::error::EtcdError;
 use crate::kv::command::{Applied, Command};
-use crate::kv::{range, validate, MvccRead};
+use crate::kv::{range, txn, validate, MvccRead};
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -40,6 +40,15 @@ fn check_size(m: &impl Message) -> Result<(), Status> {
         return Err(EtcdError::RequestTooLarge.into());
     }
     Ok(())
+}
+
+/// etcd's `isTxnSerializable`: every op on both branches is a Range asking
+/// for a serializable read (a nested txn, or no op at all on a branch that
+/// has ops, does not count as one).
+fn is_serializable(req: &TxnRequest) -> bool {
+    use crate::pb::etcdserverpb::request_op::Request;
+    (req.success.iter().chain(&req.failure))
+        .all(|op| matches!(&op.request, Some(Request::RequestRange(r)) if r.serializable))
 }
 
 fn unexpected(applied: Applied) -> Status {
@@ -114,7 +123,18 @@ impl Kv for KvService {
         check_grpc_limit(&req)?;
         validate::txn(&req).map_err(status)?;
         check_size(&req)?;
-        // Read-only txns go through the log too: simple, and linearizable.
+        if txn::is_read_only(&req) {
+            // Served like a Range, outside the log (etcd's `isTxnReadonly`):
+            // linearizable unless every op is a serializable Range.
+            let linearizable = !is_serializable(&req);
+            let mut resp = group
+                .read(linearizable, move |r| txn::read_txn(r, &req))
+                .await
+                .map_err(status)?
+                .map_err(status)?;
+            self.ctx.fill(&group, &mut resp.header, None);
+            return Ok(Response::new(resp));
+        }
         match self.ctx.write(&metadata, &group, Command::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);

@@ -28,7 +28,6 @@ use tonic::Status;
 use crate::error::{Error, EtcdError};
 use crate::kv::alarm;
 use crate::kv::command::{Applied, Command};
-use crate::kv::txn::is_read_only;
 use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::{
     alarm_request, AlarmMember, AlarmRequest, AlarmType, ResponseHeader,
@@ -165,7 +164,8 @@ impl Context {
     /// Runs a write: on a leader cluster through the table's Raft group; on
     /// a follower cluster on the leader cluster, then waits until this
     /// node's copy of the table has applied the write's revision, so the
-    /// client reads its own write here (read-only Txns stay local).
+    /// client reads its own write here. (Read-only Txns never come here:
+    /// the KV service serves them like Ranges.)
     pub async fn write(
         &self,
         metadata: &MetadataMap,
@@ -178,12 +178,7 @@ impl Context {
             self.raise_no_space(group).await;
             return Err(EtcdError::NoSpace.into());
         }
-        let up = match (&self.upstream, &cmd) {
-            (None, _) => None,
-            (Some(_), Command::Txn(t)) if is_read_only(t) => None,
-            (Some(up), _) => Some(up),
-        };
-        let Some(up) = up else {
+        let Some(up) = &self.upstream else {
             return group.write(cmd).await.map_err(status);
         };
         // Leases change without a revision: wait for the lease itself too.

@@ -6,18 +6,97 @@
 //! chosen ops are checked (lease exists, ignore_* keys exist, read revisions
 //! valid), and only then executed in order, each seeing the earlier ones.
 //! A failed check aborts the whole txn with nothing applied.
+//!
+//! A read-only txn (only Ranges, nested ones included) changes nothing, so
+//! it never enters the log: [`read_txn`] evaluates it against a read view,
+//! as etcd serves `isTxnReadonly` txns outside raft.
 
 use super::apply::TxnWrite;
 use super::range::KeyRange;
 use super::{MvccRead, RevisionState};
 use crate::error::{Error, EtcdError, Result};
 use crate::pb::etcdserverpb::{
-    compare, request_op, response_op, Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
     TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
 
+/// Where a txn's chosen ops run: a write request in progress, or the read
+/// view of a read-only txn.
+trait Ops {
+    fn store(&self) -> &dyn MvccRead;
+    fn begin_state(&self) -> RevisionState;
+    /// The revision the response header carries.
+    fn header_rev(&self) -> i64;
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse>;
+    fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>>;
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse>;
+}
+
+impl Ops for TxnWrite<'_> {
+    fn store(&self) -> &dyn MvccRead {
+        TxnWrite::store(self)
+    }
+    fn begin_state(&self) -> RevisionState {
+        TxnWrite::begin_state(self)
+    }
+    fn header_rev(&self) -> i64 {
+        TxnWrite::header_rev(self)
+    }
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        TxnWrite::range(self, req)
+    }
+    fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
+        TxnWrite::put(self, req)
+    }
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        TxnWrite::delete_range(self, req)
+    }
+}
+
+/// A read-only txn's view: the store at one revision, never written.
+struct ReadView<'a> {
+    store: &'a dyn MvccRead,
+    state: RevisionState,
+}
+
+impl Ops for ReadView<'_> {
+    fn store(&self) -> &dyn MvccRead {
+        self.store
+    }
+    fn begin_state(&self) -> RevisionState {
+        self.state
+    }
+    fn header_rev(&self) -> i64 {
+        self.state.current
+    }
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        super::range::range(self.store, req, self.state.current, self.state.compacted)
+    }
+    fn put(&mut self, _: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
+        Err(Error::Internal("a Put in a read-only txn".into()))
+    }
+    fn delete_range(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        Err(Error::Internal("a DeleteRange in a read-only txn".into()))
+    }
+}
+
 pub fn apply_txn(w: &mut TxnWrite<'_>, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {
+    run(w, req)
+}
+
+/// Evaluates a read-only txn ([`is_read_only`]) against `store` as it is
+/// now; the header carries the store's current revision.
+pub fn read_txn(store: &dyn MvccRead, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {
+    if !is_read_only(req) {
+        return Err(Error::Internal("read_txn given a txn that writes".into()));
+    }
+    let state = store.revision_state()?;
+    run(&mut ReadView { store, state }, req)
+}
+
+fn run(w: &mut dyn Ops, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {
     let begin = w.begin_state();
     let mut path = Vec::new();
     compare_path(w.store(), begin.current, req, &mut path)?;
@@ -83,19 +162,23 @@ fn compare_path(
 
 /// One compare over `[key, range_end)`: every key present must satisfy it; with
 /// no key present a VALUE compare fails and the others compare against zero.
+///
+/// Keys are checked as the scan meets them and the scan stops at the first
+/// that fails, so a compare over a large range holds one key at a time.
 pub fn compare(store: &dyn MvccRead, rev: i64, c: &Compare) -> Result<bool> {
-    let mut kvs = Vec::new();
+    let (mut any, mut all) = (false, true);
     store.scan(&KeyRange::new(&c.key, &c.range_end), rev, &mut |kv| {
-        kvs.push(kv);
-        true
+        any = true;
+        all = compare_kv(c, &kv);
+        all
     })?;
-    if kvs.is_empty() {
+    if !any {
         if c.target == compare::CompareTarget::Value as i32 {
             return Ok(false);
         }
         return Ok(compare_kv(c, &KeyValue::default()));
     }
-    Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+    Ok(all)
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
@@ -185,7 +268,7 @@ fn check(
 }
 
 fn execute(
-    w: &mut TxnWrite<'_>,
+    w: &mut dyn Ops,
     req: &TxnRequest,
     path: &[bool],
     at: &mut usize,
