@@ -148,6 +148,7 @@ async fn snapshot(url: &str) -> Result<()> {
     let mut stream = client
         .stream(SnapshotRequest {
             table: "default".into(),
+            cluster: String::new(),
         })
         .await?
         .into_inner();

@@ -173,6 +173,14 @@ pub enum Error {
     /// clients retry `Unavailable`.
     #[error("raft: {0}")]
     Raft(String),
+    /// A follower cluster asked a leader cluster other than the one it
+    /// follows (a wrong address, or a wiped and re-bootstrapped leader).
+    #[error(
+        "armada: the leader cluster at this address is {found}, but this follower cluster \
+         follows {follows}; to follow another leader cluster, start the follower from an \
+         empty data directory"
+    )]
+    WrongLeaderCluster { follows: String, found: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -214,6 +222,7 @@ impl From<Error> for tonic::Status {
             Error::TableExists(_) => tonic::Status::already_exists(e.to_string()),
             Error::InvalidInput(_) => tonic::Status::invalid_argument(e.to_string()),
             Error::Raft(_) => tonic::Status::unavailable(e.to_string()),
+            Error::WrongLeaderCluster { .. } => tonic::Status::failed_precondition(e.to_string()),
             Error::Storage(heed::Error::Mdb(heed::MdbError::MapFull)) => EtcdError::NoSpace.into(),
             Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::Internal(_) => {
                 tonic::Status::internal(e.to_string())

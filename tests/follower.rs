@@ -26,7 +26,7 @@ use armada::pb::replication::replication_client::ReplicationClient;
 use armada::pb::replication::ReplicationStatusRequest;
 use common::replication::{dump, start_follower, start_followers, start_leader, wait_same};
 use common::watch::Recorder;
-use common::{free_port, Cluster, Ports, Server};
+use common::{free_port, wait_until, Cluster, Ports, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -689,4 +689,71 @@ async fn follower_watchers_see_the_leaders_events() {
         "{canceled:?}"
     );
     assert_eq!(on_follower.revisions(), want, "events after the cancel");
+}
+
+async fn replication_status(ch: &Channel) -> armada::pb::replication::ReplicationStatusResponse {
+    ReplicationClient::new(ch.clone())
+        .status(ReplicationStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_pointed_at_another_leader_cluster_keeps_its_tables() {
+    let mut pair = start().await;
+    let leader = channel(&pair.leader).await;
+    TablesClient::new(leader.clone())
+        .create(CreateTableRequest {
+            name: "extra".into(),
+        })
+        .await
+        .unwrap();
+    put(&leader, "default", "a", "from the first leader").await;
+    put(&leader, "extra", "x", "from the first leader").await;
+    let follower = channel(&pair.follower).await;
+    wait_tables(&follower, &["default", "extra"]).await;
+    wait_same(&leader, &follower, "default").await;
+    wait_same(&leader, &follower, "extra").await;
+    let follows = replication_status(&follower).await.cluster;
+    assert_eq!(follows, replication_status(&leader).await.cluster);
+    assert!(!follows.is_empty());
+    let before = [
+        dump(&follower, "default").await.unwrap(),
+        dump(&follower, "extra").await.unwrap(),
+    ];
+
+    // Another (empty) leader cluster answers at the address the follower
+    // is restarted with: it is refused, and nothing is mirrored from it.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_replication = free_port();
+    let other = start_leader(other_dir.path(), free_port(), other_replication, &[]);
+    let other_api = other.ready().await;
+    put(&other_api, "default", "b", "from the other leader").await;
+    pair.follower.kill9();
+    pair.follower = start_follower(pair.dir.path(), other_replication);
+    let follower = pair.follower.ready().await;
+    let patience = Duration::from_secs(30);
+    let refused = wait_until("the other leader cluster refused", patience, async || {
+        let status = replication_status(&follower).await;
+        (!status.last_error.is_empty()).then_some(status)
+    })
+    .await;
+    assert!(
+        refused.last_error.contains("follows") && refused.last_error.contains(&follows),
+        "{refused:?}"
+    );
+    assert_eq!(refused.cluster, follows);
+    assert_eq!(tables(&follower).await, ["default", "extra"]);
+    assert_eq!(dump(&follower, "default").await.unwrap(), before[0]);
+    assert_eq!(dump(&follower, "extra").await.unwrap(), before[1]);
+
+    // Pointed back at its own leader cluster, it picks up where it was.
+    pair.follower.kill9();
+    pair.follower = start_follower(pair.dir.path(), pair.leader_ports.1);
+    let follower = pair.follower.ready().await;
+    put(&leader, "extra", "y", "after the detour").await;
+    wait_same(&leader, &follower, "default").await;
+    wait_same(&leader, &follower, "extra").await;
+    assert!(replication_status(&follower).await.last_error.is_empty());
 }

@@ -81,6 +81,7 @@ fn request(epoch: u64, from: u64, follow: bool) -> ReplicateRequest {
         epoch,
         leader_index: from,
         follow,
+        cluster: String::new(),
     }
 }
 
@@ -180,6 +181,16 @@ async fn log_replicate_streams_commands_and_signals() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+    // A follower of another leader cluster is refused.
+    let wrong = LogClient::new(ch.clone())
+        .replicate(ReplicateRequest {
+            cluster: "another-cluster".into(),
+            ..request(0, 1, false)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::FailedPrecondition, "{wrong:?}");
+    assert!(wrong.message().contains("another-cluster"), "{wrong:?}");
 
     // A following stream pushes a new commit without being asked again.
     let mut stream = LogClient::new(ch.clone())
@@ -229,6 +240,7 @@ async fn snapshot_stream_is_a_checksummed_consistent_copy() {
     let mut stream = SnapshotClient::new(ch.clone())
         .stream(SnapshotRequest {
             table: "default".into(),
+            cluster: String::new(),
         })
         .await
         .unwrap()

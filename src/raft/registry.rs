@@ -12,6 +12,8 @@
 //! Each table incarnation lives in directories named `<name>.<epoch>`, so a
 //! deleted and re-created table never reuses old files.
 
+mod identity;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;

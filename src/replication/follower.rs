@@ -130,6 +130,8 @@ pub struct Follower {
     /// Where snapshots are received before they seed a table.
     scratch_dir: PathBuf,
     status: Mutex<BTreeMap<String, TableStatus>>,
+    /// Why the last reconcile failed; `None` when it worked.
+    reconcile_error: Mutex<Option<String>>,
     workers: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
@@ -181,6 +183,7 @@ impl Follower {
             registry,
             leader,
             status: Mutex::new(BTreeMap::new()),
+            reconcile_error: Mutex::new(None),
             workers: tokio::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -188,6 +191,17 @@ impl Follower {
     /// Every table's status on this node.
     pub fn status(&self) -> BTreeMap<String, TableStatus> {
         self.status.lock().unwrap().clone()
+    }
+
+    /// Why the last reconcile with the leader cluster failed, if it did.
+    pub fn reconcile_error(&self) -> Option<String> {
+        self.reconcile_error.lock().unwrap().clone()
+    }
+
+    /// The leader cluster identity requests carry: the one recorded, or
+    /// none before the first reconcile recorded it.
+    async fn follows(&self) -> Result<String> {
+        Ok(self.registry.followed_cluster().await?.unwrap_or_default())
     }
 
     fn update(&self, table: &str, f: impl FnOnce(&mut TableStatus)) {
@@ -211,9 +225,11 @@ impl Follower {
     /// Reconciles at start and every reconcile interval until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if let Err(e) = self.reconcile().await {
+            let result = self.reconcile().await;
+            if let Err(e) = &result {
                 tracing::warn!("replication: reconciling tables with the leader cluster: {e}");
             }
+            *self.reconcile_error.lock().unwrap() = result.err().map(|e| e.to_string());
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.reconcile_interval) => {}
                 _ = stop.wait_for(|s| *s) => break,
@@ -224,14 +240,30 @@ impl Follower {
         }
     }
 
-    /// Mirrors the leader's table list and runs a worker per table.
+    /// Mirrors the leader's table list and runs a worker per table, once
+    /// the leader cluster proved to be the one this follower follows (the
+    /// first one it ever reached is recorded as that one).
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
-        let leader_tables = MetadataClient::new(self.leader.clone())
+        let leader = MetadataClient::new(self.leader.clone())
             .get(MetadataRequest {})
             .await
             .map_err(|s| Error::Internal(format!("Metadata.Get on the leader cluster: {s}")))?
-            .into_inner()
-            .tables;
+            .into_inner();
+        if leader.cluster.is_empty() {
+            return Err(Error::InvalidInput(
+                "the leader cluster did not say which cluster it is (an older Armada?): \
+                 its table list is not mirrored"
+                    .into(),
+            ));
+        }
+        let follows = self.registry.follow_cluster(&leader.cluster).await?;
+        if follows != leader.cluster {
+            return Err(Error::WrongLeaderCluster {
+                follows,
+                found: leader.cluster,
+            });
+        }
+        let leader_tables = leader.tables;
         let want: BTreeMap<String, u64> = leader_tables
             .into_iter()
             .map(|t| (t.name, t.epoch))
@@ -320,6 +352,7 @@ impl Follower {
             epoch: if held == 0 { 0 } else { epoch },
             leader_index: held + 1,
             follow: true,
+            cluster: self.follows().await?,
         };
         self.update(table, |s| s.total_requests += 1);
         let mut client = LogClient::new(self.leader.clone()).max_decoding_message_size(usize::MAX);
@@ -466,6 +499,7 @@ impl Follower {
             let stream = client
                 .stream(SnapshotRequest {
                     table: table.to_string(),
+                    cluster: self.follows().await?,
                 })
                 .await
                 .map_err(|s| Error::Internal(format!("Snapshot.Stream: {s}")))?

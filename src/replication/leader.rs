@@ -63,7 +63,24 @@ impl Metadata for LeaderService {
         let tables = (self.registry.list().await?.into_iter())
             .map(|(name, epoch)| Table { name, epoch })
             .collect();
-        Ok(Response::new(MetadataResponse { tables }))
+        let cluster = self.registry.cluster_id().await?;
+        Ok(Response::new(MetadataResponse { tables, cluster }))
+    }
+}
+
+impl LeaderService {
+    /// Refuses a follower that follows another leader cluster. An empty
+    /// `follows` is a follower that has not recorded one yet.
+    async fn check_cluster(&self, follows: &str) -> Result<(), Status> {
+        let found = self.registry.cluster_id().await?;
+        if !follows.is_empty() && follows != found {
+            return Err(Error::WrongLeaderCluster {
+                follows: follows.to_string(),
+                found,
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +93,7 @@ impl Log for LeaderService {
         request: Request<ReplicateRequest>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
         let req = request.into_inner();
+        self.check_cluster(&req.cluster).await?;
         let (epoch, group) = self.registry.get_with_epoch(&req.table).await?;
         let (tx, rx) = mpsc::channel(2);
         let budget = self.max_send.saturating_sub(MESSAGE_OVERHEAD).max(1);
@@ -190,7 +208,9 @@ impl Snapshot for LeaderService {
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let table = request.into_inner().table;
+        let req = request.into_inner();
+        self.check_cluster(&req.cluster).await?;
+        let table = req.table;
         let (epoch, group) = self.registry.get_with_epoch(&table).await?;
         std::fs::create_dir_all(&self.scratch_dir).map_err(Error::from)?;
         let copy = RemoveOnDrop(self.scratch_dir.join(format!(

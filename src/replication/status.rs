@@ -34,6 +34,13 @@ impl Replication for StatusService {
         &self,
         _request: Request<ReplicationStatusRequest>,
     ) -> Result<Response<ReplicationStatusResponse>, Status> {
+        let (cluster, last_error) = match &self.follower {
+            Some(f) => (
+                self.registry.followed_cluster().await?.unwrap_or_default(),
+                f.reconcile_error().unwrap_or_default(),
+            ),
+            None => (self.registry.cluster_id().await?, String::new()),
+        };
         let (role, tables) = match &self.follower {
             Some(f) => {
                 let tables = (f.status().into_iter())
@@ -70,6 +77,8 @@ impl Replication for StatusService {
         Ok(Response::new(ReplicationStatusResponse {
             role: role.into(),
             tables,
+            cluster,
+            last_error,
         }))
     }
 }

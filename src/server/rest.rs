@@ -57,13 +57,20 @@ async fn health(State(node): State<Arc<Node>>) -> (StatusCode, String) {
 /// can pull.
 async fn replication_status(State(node): State<Arc<Node>>) -> (StatusCode, String) {
     let doc = match &node.follower {
-        Some(f) => serde_json::json!({ "role": "follower", "tables": f.status() }),
+        Some(f) => serde_json::json!({
+            "role": "follower",
+            "tables": f.status(),
+            // The leader cluster it follows, and why reconciling failed.
+            "cluster": node.ctx.registry.followed_cluster().await.ok().flatten(),
+            "last_error": f.reconcile_error(),
+        }),
         None => {
             let tables: serde_json::Map<_, _> = (leader_indexes(&node.ctx.registry).await)
                 .into_iter()
                 .map(|(table, index)| (table, serde_json::json!({ "last_index": index })))
                 .collect();
-            serde_json::json!({ "role": "leader", "tables": tables })
+            let cluster = node.ctx.registry.cluster_id().await.ok();
+            serde_json::json!({ "role": "leader", "tables": tables, "cluster": cluster })
         }
     };
     (StatusCode::OK, format!("{doc:#}\n"))
