@@ -18,12 +18,31 @@ use armada::pb::etcdserverpb::StatusRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
+/// A port no one listens on, for a node to bind later.
+///
+/// Ports come from below Linux's ephemeral range (32768 and up by
+/// default): a number the kernel handed out for port 0 could meanwhile be
+/// taken as the source port of any outgoing connection (clients, raft
+/// peers), and the node starting later on it would fail to bind. Each test
+/// process starts at its own offset and never hands out a number twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// Polls `probe` every 20 ms until it returns `Some`, and returns that;
