@@ -104,8 +104,10 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        // LMDB reuses freed pages in place; there is nothing to rewrite.
-        self.ctx.group(request.metadata()).await?;
+        // LMDB reuses the pages compaction frees in place; what a defrag
+        // returns here is the raft log's space: a snapshot, then a purge.
+        let group = self.ctx.group(request.metadata()).await?;
+        group.compact_log().await.map_err(status)?;
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 

@@ -174,7 +174,7 @@ impl Context {
     ) -> Result<Applied, Status> {
         // etcd's quota check (`quotaKVServer`): a member short of space
         // raises NOSPACE for itself, and the alarm caps every member.
-        if alarm::grows(&cmd) && group.space_low() {
+        if alarm::grows(&cmd) && group.space_low(cmd.encoded_len()) {
             self.raise_no_space(group).await;
             return Err(EtcdError::NoSpace.into());
         }

@@ -71,11 +71,6 @@ pub fn grows(cmd: &Command) -> bool {
     }
 }
 
-/// True if `req` clears a NOSPACE alarm.
-pub fn clears_no_space(req: &AlarmRequest) -> bool {
-    req.action == AlarmAction::Deactivate as i32 && req.alarm == AlarmType::Nospace as i32
-}
-
 /// etcd's quota cost of a Txn is that of its top-level Puts (nested txns
 /// cost nothing), on either branch.
 fn puts(t: &TxnRequest) -> bool {

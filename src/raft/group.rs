@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,6 +250,7 @@ impl RaftGroup {
             Arc::downgrade(&group),
             Duration::from_millis(cfg.election_ms),
         ));
+        tokio::spawn(super::space::run(Arc::downgrade(&group)));
         Ok(group)
     }
 
@@ -420,7 +420,7 @@ impl RaftGroup {
         // etcd's quota: refuse what grows the store before either
         // environment's map fills, keeping room for Raft's own entries and
         // for the deletes, revokes and compactions that free space.
-        if alarm::grows(&cmd) && self.space_low() {
+        if alarm::grows(&cmd) && self.space_low(cmd.encoded_len()) {
             return Err(EtcdError::NoSpace.into());
         }
         let proposed = tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(cmd));
@@ -722,13 +722,9 @@ impl RaftGroup {
         &self.sm
     }
 
-    /// True when this node's storage is (nearly) out of space: an apply
-    /// hit a full map since the last NOSPACE disarm, or either
-    /// environment passed 90% of its map.
-    pub fn space_low(&self) -> bool {
-        self.sm.map_full.load(Ordering::Relaxed)
-            || crate::storage::env_nearly_full(self.log.env(), 0.9)
-            || crate::storage::env_nearly_full(self.sm.db.env(), 0.9)
+    /// The raft log's storage, for the raft layer's space keeping.
+    pub(crate) fn log_db(&self) -> &LogDb {
+        &self.log
     }
 
     /// The table's raised alarms (as applied here).
@@ -738,9 +734,10 @@ impl RaftGroup {
 
     pub fn status(&self) -> GroupStatus {
         let m = self.raft.metrics().borrow().clone();
-        let (db_size_in_use, db_size) =
-            crate::storage::env_sizes(self.sm.db.env()).unwrap_or_default();
-        let (log_in_use, log_size) = crate::storage::env_sizes(self.log.env()).unwrap_or_default();
+        let in_use = |space: Result<crate::storage::Space>| space.map_or(0, |s| s.in_use);
+        let size = |env: &crate::storage::LmdbEnv| env.real_disk_size().unwrap_or(0);
+        let (db_size_in_use, db_size) = (in_use(self.sm.db.space()), size(self.sm.db.env()));
+        let (log_in_use, log_size) = (in_use(self.log.space()), size(self.log.env()));
         GroupStatus {
             leader: m.current_leader,
             term: m.current_term,

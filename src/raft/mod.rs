@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod network;
 pub mod proposer;
 pub mod registry;
+pub mod space;
 pub mod state_machine;
 pub mod transport;
 pub mod watch;

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -21,8 +22,7 @@ use super::lease::lessor::{LeaseChange, Lessor};
 use super::lease::LeaseCounts;
 use super::watch::feed::EventFeed;
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::error::{Error, EtcdError, Result};
-use crate::kv::alarm;
+use crate::error::{Error, Result};
 use crate::kv::apply::{apply, needs_rollback_scope};
 use crate::kv::command::{Applied, Command, CommandResult, Proposal};
 use crate::kv::watch::RevisionEvents;
@@ -40,8 +40,8 @@ pub struct Shared {
     snapshot_dir: PathBuf,
     current: Mutex<Option<CurrentSnapshot>>,
     next_snapshot: AtomicU64,
-    /// Set when an apply found LMDB's map full; cleared when a NOSPACE
-    /// alarm is disarmed (the API raises the alarm while it is set).
+    /// Set while an apply waits for space in a full LMDB map (the API
+    /// refuses writes that grow the store and raises NOSPACE meanwhile).
     pub map_full: AtomicBool,
     /// Every committed revision's watch events, for the table's watch hub.
     pub feed: EventFeed,
@@ -229,8 +229,6 @@ struct Effects {
     /// The watch events of each revision written.
     events: Vec<RevisionEvents>,
     leases: Vec<LeaseChange>,
-    /// A NOSPACE alarm was disarmed: space may have been freed.
-    no_space_disarmed: bool,
 }
 
 impl Shared {
@@ -238,9 +236,6 @@ impl Shared {
     fn publish(&self, effects: Effects, state: RevisionState) {
         self.feed.publish(effects.events, state);
         self.leases_changed(&effects.leases);
-        if effects.no_space_disarmed {
-            self.map_full.store(false, Ordering::Relaxed);
-        }
     }
 }
 
@@ -322,7 +317,6 @@ fn apply_command(
                     remaining: c.remaining_ttl,
                 }))
         }
-        (Command::Alarm(req), Ok(_)) if alarm::clears_no_space(req) => out.no_space_disarmed = true,
         _ => {}
     }
     Ok(result)
@@ -336,18 +330,13 @@ fn replicated_state(r: &Reader<'_>) -> Result<(u64, u64)> {
     }
 }
 
-fn command_count(entry: &Entry) -> usize {
-    match &entry.payload {
-        EntryPayload::Normal(p) => p.commands().len(),
-        _ => 0,
-    }
-}
-
+/// Applies `entries` in one write transaction. A full map fails the whole
+/// batch: nothing of it is written.
 fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResult>>> {
     let Some(last) = entries.last() else {
         return Ok(Vec::new());
     };
-    let whole = shared.db.write(|w| {
+    let (results, effects, state) = shared.db.write(|w| {
         let mut effects = Effects::default();
         let results = entries
             .iter()
@@ -355,40 +344,9 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
             .collect::<Result<Vec<_>>>()?;
         w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(last.log_id))?)?;
         Ok((results, effects, w.revision_state()?))
-    });
-    match whole {
-        Err(e) if is_map_full(&e) => {}
-        Err(e) => return Err(e),
-        Ok((results, effects, state)) => {
-            // Committed: now, and not before, watchers may see it.
-            shared.publish(effects, state);
-            return Ok(results);
-        }
-    }
-    // The map is full: find the entries that still fit, one at a time.
-    shared.map_full.store(true, Ordering::Relaxed);
-    let mut results = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let log_id = bincode::serialize(&Some(entry.log_id))?;
-        let one = shared.db.write(|w| {
-            let mut effects = Effects::default();
-            let r = apply_entry(w, entry, &mut effects)?;
-            w.put_meta(LAST_APPLIED, &log_id)?;
-            Ok((r, effects, w.revision_state()?))
-        });
-        let r = match one {
-            Err(e) if is_map_full(&e) => {
-                shared.db.write(|w| w.put_meta(LAST_APPLIED, &log_id))?;
-                vec![Err(EtcdError::NoSpace); command_count(entry)]
-            }
-            Err(e) => return Err(e),
-            Ok((r, effects, state)) => {
-                shared.publish(effects, state);
-                r
-            }
-        };
-        results.push(r);
-    }
+    })?;
+    // Committed: now, and not before, watchers may see it.
+    shared.publish(effects, state);
     Ok(results)
 }
 
@@ -407,11 +365,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let shared = self.shared.clone();
-        blocking(move || apply_batch(&shared, &entries))
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+        let entries: Arc<Vec<Entry>> = Arc::new(entries.into_iter().collect());
+        // A full map is never an apply result: whether an entry fits depends
+        // on this node's pages, and every replica must apply the same
+        // thing. So this replica stops at the batch, says so, and retries
+        // it until space is found (pages a reader held, or a restart with a
+        // larger --storage.map-size), resuming exactly where it stopped.
+        let mut pause = Duration::from_millis(100);
+        let mut said = None::<Instant>;
+        loop {
+            let (shared, batch) = (self.shared.clone(), entries.clone());
+            match blocking(move || apply_batch(&shared, &batch)).await {
+                Err(e) if is_map_full(&e) => {
+                    self.shared.map_full.store(true, Ordering::Relaxed);
+                    if said.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        said = Some(Instant::now());
+                        tracing::error!(
+                            "the state machine's LMDB map is full: applying stopped at log index {} \
+                             until space is found (raise --storage.map-size and restart)",
+                            entries[0].log_id.index
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                result => {
+                    self.shared.map_full.store(false, Ordering::Relaxed);
+                    return result.map_err(|e| StorageIOError::write_state_machine(&e).into());
+                }
+            }
+        }
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

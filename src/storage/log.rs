@@ -26,6 +26,13 @@ fn decode_index(raw: &[u8]) -> Result<u64> {
 }
 
 impl LogDb {
+    /// How full the environment is.
+    pub fn space(&self) -> Result<super::Space> {
+        super::space(&self.env, |t| {
+            Ok(vec![self.log.stat(t)?, self.state.stat(t)?])
+        })
+    }
+
     pub fn open(path: &Path, map_size: usize) -> Result<LogDb> {
         let env = open_env(path, map_size, 4, Durability::Full)?;
         let mut wtxn = env.write_txn()?;

@@ -26,7 +26,7 @@ pub mod mvcc;
 
 use std::path::Path;
 
-use heed::{Env, EnvOpenOptions, WithoutTls};
+use heed::{DatabaseStat, Env, EnvOpenOptions, RoTxn, WithoutTls};
 
 use crate::error::Result;
 
@@ -67,18 +67,45 @@ pub fn open_env(
     Ok(unsafe { options.open(path)? })
 }
 
-/// True when the environment's high-water mark passed `fraction` of its map:
-/// writes must stop before LMDB's map is truly full, because a Raft log that
-/// cannot append stops the group.
-pub fn env_nearly_full(env: &LmdbEnv, fraction: f64) -> bool {
-    let info = env.info();
-    let page = env.stat().page_size as usize;
-    (info.last_page_number + 1) * page > (info.map_size as f64 * fraction) as usize
+/// How full an environment is. LMDB's file only grows (its high-water
+/// mark), but pages freed by deletes, compaction and log purges are reused,
+/// so what can still be written is the map less the pages in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    pub map: u64,
+    pub high_water: u64,
+    /// Bytes of the pages the databases use (branch, leaf and overflow).
+    pub in_use: u64,
 }
 
-/// Bytes in use by an environment (non-free pages) and its file size.
-pub fn env_sizes(env: &LmdbEnv) -> Result<(u64, u64)> {
-    Ok((env.non_free_pages_size()?, env.real_disk_size()?))
+impl Space {
+    /// True if writing `extra` more bytes would pass `fraction` of the map.
+    pub fn over(&self, fraction: f64, extra: u64) -> bool {
+        self.in_use + extra > (self.map as f64 * fraction) as u64
+    }
+}
+
+/// `env`'s [`Space`], counting the pages of the main database and those of
+/// the stats `dbs` reads (one per database of the environment) in one read
+/// transaction. Only handles opened at startup are used: no `mdb_dbi_open`
+/// on a hot path.
+fn space(
+    env: &LmdbEnv,
+    dbs: impl FnOnce(&RoTxn<'_, WithoutTls>) -> heed::Result<Vec<DatabaseStat>>,
+) -> Result<Space> {
+    let info = env.info();
+    let main = env.stat();
+    let page = main.page_size as u64;
+    let mut pages = (main.branch_pages + main.leaf_pages + main.overflow_pages) as u64;
+    let rtxn = env.read_txn()?;
+    for st in dbs(&rtxn)? {
+        pages += (st.branch_pages + st.leaf_pages + st.overflow_pages) as u64;
+    }
+    Ok(Space {
+        map: info.map_size as u64,
+        high_water: (info.last_page_number as u64 + 1) * page,
+        in_use: pages * page,
+    })
 }
 
 #[cfg(test)]

@@ -92,6 +92,18 @@ impl MvccDb {
         &self.env
     }
 
+    /// How full the environment is.
+    pub fn space(&self) -> Result<super::Space> {
+        let d = &self.dbs;
+        super::space(&self.env, |t| {
+            let mut stats = vec![d.meta.stat(t)?];
+            for db in d.byte_dbs() {
+                stats.push(db.stat(t)?);
+            }
+            Ok(stats)
+        })
+    }
+
     /// Runs `f` in a read transaction.
     pub fn read<R>(&self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
         let rtxn = self.env.read_txn()?;
