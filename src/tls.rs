@@ -43,16 +43,16 @@ use crate::error::{Error, Result};
 /// The longest a changed certificate file goes unnoticed: a handshake checks
 /// the files' metadata when the last check is older than this, so a busy
 /// port stats them at most once a second.
-pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// A TLS handshake that takes longer is dropped, so a client that connects
 /// and sends nothing cannot hold a handshake task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// ALPN of gRPC (the API and Raft ports); grpc-go clients require it.
-pub const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 /// ALPN of the REST port (axum serves HTTP/1.1 only).
-pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// PEM files of one port: its certificate chain and key, and the CA the
 /// other side's certificate must chain to.
@@ -110,7 +110,7 @@ fn stamp(path: &Path) -> Stamp {
 
 /// A certificate and key that follow their files on disk; the server and
 /// client certificate source of every TLS port.
-pub struct CertReloader {
+pub(crate) struct CertReloader {
     cert: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -129,7 +129,7 @@ struct Current {
 impl CertReloader {
     /// Reads the files now: a bad certificate or key fails at start, not at
     /// the first handshake.
-    pub fn new(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<Self>> {
+    pub(crate) fn new(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<Self>> {
         // Stamps first: a change while reading is seen by the next check.
         let stamps = [stamp(cert), stamp(key)];
         let loaded = load_certified(cert, key, &provider)?;
@@ -149,7 +149,7 @@ impl CertReloader {
     /// The certificate to present, re-read first if its files changed. A
     /// change that does not load (a key not yet replaced, a half-written
     /// file) keeps the previous certificate until the files change again.
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
         let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if cur.checked.elapsed() >= RELOAD_CHECK {
             cur.checked = Instant::now();
@@ -203,7 +203,7 @@ impl ResolvesClientCert for CertReloader {
 
 /// A server configuration presenting `paths.cert`; with `paths.ca`, every
 /// client must present a certificate signed by that CA.
-pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+pub(crate) fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
     let provider = provider();
     let certs = CertReloader::new(&paths.cert, &paths.key, provider.clone())?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -224,7 +224,7 @@ pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
 
 /// A client configuration for mutual TLS: presents `paths.cert` and accepts
 /// only a server certificate signed by `paths.ca` for the dialled host.
-pub fn client_config(paths: &TlsPaths) -> Result<Arc<ClientConfig>> {
+pub(crate) fn client_config(paths: &TlsPaths) -> Result<Arc<ClientConfig>> {
     let ca = paths.ca.as_ref().ok_or_else(|| {
         Error::InvalidInput("TLS client: a CA is needed to check the server".into())
     })?;
@@ -325,7 +325,7 @@ pub struct Incoming {
 /// connection. Handshakes run concurrently, off the accept loop, so one slow
 /// client delays nobody else; a failed handshake is dropped (and logged at
 /// debug: scanners and refused clients are not the server's trouble).
-pub async fn bind(addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> Result<Incoming> {
+pub(crate) async fn bind(addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> Result<Incoming> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     // A small queue: accepted connections wait here only until the server's
@@ -380,12 +380,8 @@ async fn accept_loop(
 }
 
 impl Incoming {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// The connections as tonic's `serve_with_incoming` takes them.
-    pub fn into_stream(self) -> impl futures::Stream<Item = io::Result<Conn>> {
+    pub(crate) fn into_stream(self) -> impl futures::Stream<Item = io::Result<Conn>> {
         use futures::StreamExt;
         tokio_stream::wrappers::ReceiverStream::new(self.rx).map(|(conn, _)| Ok(conn))
     }
@@ -412,7 +408,7 @@ impl axum::serve::Listener for Incoming {
 /// tonic's `Endpoint::connect_with_connector`. The server's certificate is
 /// checked against the URI's host (an IP address or a DNS name).
 #[derive(Clone)]
-pub struct TlsConnector(pub Arc<ClientConfig>);
+pub(crate) struct TlsConnector(pub(crate) Arc<ClientConfig>);
 
 type Dialed = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
 
@@ -449,5 +445,68 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
                 .map_err(|e| io::Error::new(e.kind(), format!("tls connect error: {e}")))?;
             Ok(TokioIo::new(tls))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a fresh self-signed certificate and its key to `cert` and
+    /// `key` (each by rename, as a certificate manager does), and returns
+    /// the certificate's DER.
+    fn write_pair(cert: &Path, key: &Path, cn: &str) -> Vec<u8> {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let c = params.self_signed(&pair).unwrap();
+        for (path, text) in [(key, pair.serialize_pem()), (cert, c.pem())] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
+        c.der().to_vec()
+    }
+
+    /// Polls `reloader` (as handshakes would) until it presents `der`.
+    fn wait_for(reloader: &CertReloader, der: &[u8]) -> bool {
+        let deadline = Instant::now() + 10 * RELOAD_CHECK;
+        while Instant::now() < deadline {
+            if reloader.current().cert[0].as_ref() == der {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // a poll interval, not a wait for time to pass
+        }
+        false
+    }
+
+    #[test]
+    fn follows_the_files_and_keeps_the_old_pair_when_the_new_one_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let first = write_pair(&cert, &key, "first");
+        let reloader = CertReloader::new(&cert, &key, provider()).unwrap();
+        assert_eq!(reloader.current().cert[0].as_ref(), first);
+
+        let second = write_pair(&cert, &key, "second");
+        assert!(
+            wait_for(&reloader, &second),
+            "the new pair was not picked up"
+        );
+
+        // A key that is not the certificate's: the previous pair stays.
+        let stale_key = std::fs::read(&key).unwrap();
+        write_pair(&cert, &dir.path().join("other.pem"), "third");
+        let before = Instant::now();
+        while before.elapsed() < 2 * RELOAD_CHECK {
+            assert_eq!(reloader.current().cert[0].as_ref(), second);
+            std::thread::sleep(Duration::from_millis(20)); // a poll interval, not a wait for time to pass
+        }
+        assert_eq!(std::fs::read(&key).unwrap(), stale_key);
+        // Once both files agree again, the new pair is served.
+        let fourth = write_pair(&cert, &key, "fourth");
+        assert!(wait_for(&reloader, &fourth));
     }
 }
