@@ -60,6 +60,15 @@ pub struct TableArgs {
         env = "ARMADA_ENDPOINT"
     )]
     pub endpoint: String,
+    /// CA of the server's certificate, for an `https://` endpoint (etcdctl's --cacert).
+    #[arg(long, global = true, env = "ARMADA_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate, when the server requires one (etcdctl's --cert).
+    #[arg(long, global = true, env = "ARMADA_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (etcdctl's --key).
+    #[arg(long, global = true, env = "ARMADA_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub action: TableAction,
 }

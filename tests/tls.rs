@@ -264,6 +264,18 @@ async fn api_ca_requires_client_certificates_of_that_ca() {
     let (ok, out) = etcdctl(&endpoint, &[flag("cacert", &ca.pem_path())], &["get", "k"]);
     assert!(!ok, "etcdctl without a client certificate succeeded: {out}");
     eprintln!("refused as expected: {}", out.trim());
+    // Armada's own table command, with etcdctl's TLS flags.
+    let tables = Command::new(env!("CARGO_BIN_EXE_armada"))
+        .args(["table", "list", "--endpoint", &endpoint])
+        .args(with(&client))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        tables.status.success() && listed.starts_with("default\t"),
+        "armada table list over TLS: {listed} {}",
+        String::from_utf8_lossy(&tables.stderr)
+    );
     let (ok, out) = etcdctl(&endpoint, &with(&stranger), &["get", "k"]);
     assert!(
         !ok,
