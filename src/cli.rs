@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use openraft::BasicNode;
+use tokio_rustls::rustls;
 
 use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
@@ -58,6 +60,15 @@ pub struct TableArgs {
         env = "ARMADA_ENDPOINT"
     )]
     pub endpoint: String,
+    /// CA of the server's certificate, for an `https://` endpoint (etcdctl's --cacert).
+    #[arg(long, global = true, env = "ARMADA_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate, when the server requires one (etcdctl's --cert).
+    #[arg(long, global = true, env = "ARMADA_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (etcdctl's --key).
+    #[arg(long, global = true, env = "ARMADA_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub action: TableAction,
 }
@@ -122,12 +133,18 @@ pub struct LeaderArgs {
     /// checkpointing); 0 turns it off.
     #[arg(long = "lease.checkpoint-interval", env = "ARMADA_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub lease_checkpoint_interval: Duration,
-    /// TLS certificate of the API server (TLS is not implemented yet; setting it is an error).
+    /// TLS certificate (PEM chain) of the API server; with
+    /// --api.key-filename, the API port serves TLS only and --api.address
+    /// is written `https://`. Re-read when the file changes.
     #[arg(long = "api.cert-filename", env = "ARMADA_API_CERT_FILENAME")]
     pub api_cert_filename: Option<PathBuf>,
-    /// TLS private key of the API server (TLS is not implemented yet; setting it is an error).
+    /// Private key (PEM) of --api.cert-filename.
     #[arg(long = "api.key-filename", env = "ARMADA_API_KEY_FILENAME")]
     pub api_key_filename: Option<PathBuf>,
+    /// CA (PEM): every API client must present a certificate signed by it
+    /// (etcd's --client-cert-auth --trusted-ca-file). Needs TLS on.
+    #[arg(long = "api.ca-filename", env = "ARMADA_API_CA_FILENAME")]
+    pub api_ca_filename: Option<PathBuf>,
 
     /// Raft node id (>= 1).
     #[arg(
@@ -196,6 +213,20 @@ pub struct LeaderArgs {
         default_value_t = 6291456
     )]
     pub raft_max_in_mem_log_size: u64,
+    /// TLS certificate (PEM chain) of this node on the Raft port, presented
+    /// both as server and as client (mutual TLS between nodes); it must
+    /// name the host of --raft.address. The three --raft.*-filename flags
+    /// go together. Re-read when the file changes.
+    #[arg(long = "raft.cert-filename", env = "ARMADA_RAFT_CERT_FILENAME")]
+    pub raft_cert_filename: Option<PathBuf>,
+    /// Private key (PEM) of --raft.cert-filename.
+    #[arg(long = "raft.key-filename", env = "ARMADA_RAFT_KEY_FILENAME")]
+    pub raft_key_filename: Option<PathBuf>,
+    /// CA (PEM) that signs every node's Raft certificate: a peer without a
+    /// certificate signed by it is refused, and peers' servers are checked
+    /// against it.
+    #[arg(long = "raft.ca-filename", env = "ARMADA_RAFT_CA_FILENAME")]
+    pub raft_ca_filename: Option<PathBuf>,
     /// Raft internal storage: table catalogue and snapshots (default <data-dir>/raft).
     #[arg(long = "raft.node-host-dir", env = "ARMADA_RAFT_NODE_HOST_DIR")]
     pub raft_node_host_dir: Option<PathBuf>,
@@ -213,6 +244,14 @@ pub struct LeaderArgs {
         default_value = "http://127.0.0.1:8079"
     )]
     pub rest_address: String,
+    /// TLS certificate (PEM chain) of the REST server; with
+    /// --rest.key-filename, --rest.address is written `https://`. Re-read
+    /// when the file changes.
+    #[arg(long = "rest.cert-filename", env = "ARMADA_REST_CERT_FILENAME")]
+    pub rest_cert_filename: Option<PathBuf>,
+    /// Private key (PEM) of --rest.cert-filename.
+    #[arg(long = "rest.key-filename", env = "ARMADA_REST_KEY_FILENAME")]
+    pub rest_key_filename: Option<PathBuf>,
     /// Maximum duration for reading a REST request.
     #[arg(long = "rest.read-timeout", env = "ARMADA_REST_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub rest_read_timeout: Duration,
@@ -418,7 +457,63 @@ pub fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
     Ok(members)
 }
 
-/// `http://host:port` or `host:port` to a socket address.
+/// Whether a port serves TLS, from its address and certificate flags
+/// (`--<port>.address`, `--<port>.{cert,key,ca}-filename`): `https://` needs
+/// a certificate and key, `http://` refuses them, and a bare `host:port`
+/// follows the certificate flags. Checks the flags only; files are read later.
+pub fn port_tls(
+    port: &str,
+    address: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    ca: &Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsPaths>> {
+    let paths = match (cert, key) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsPaths {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        }),
+        (None, None) if ca.is_none() => None,
+        (None, None) => {
+            return Err(Error::InvalidInput(format!(
+            "--{port}.ca-filename needs TLS: set --{port}.cert-filename and --{port}.key-filename"
+        )))
+        }
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "--{port}.cert-filename and --{port}.key-filename go together"
+            )))
+        }
+    };
+    if address.starts_with("https://") && paths.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "--{port}.address {address:?} is https:// but --{port}.cert-filename and --{port}.key-filename are not set"
+        )));
+    }
+    if address.starts_with("http://") && paths.is_some() {
+        return Err(Error::InvalidInput(format!(
+            "--{port}.address {address:?} is http:// but TLS certificate flags are set: write it https://"
+        )));
+    }
+    Ok(paths)
+}
+
+/// The server configuration of a port's TLS, its files read (errors name the port's flags).
+fn server_tls(
+    port: &str,
+    paths: Option<crate::tls::TlsPaths>,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    paths
+        .map(|p| {
+            crate::tls::server_config(&p, alpn)
+                .map_err(|e| Error::InvalidInput(format!("--{port}.*-filename: {e}")))
+        })
+        .transpose()
+}
+
+/// `http://host:port`, `https://host:port` or `host:port` to a socket address.
 pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
     let hostport = value
         .strip_prefix("http://")
@@ -461,11 +556,38 @@ impl LeaderArgs {
     }
 
     pub fn node_config(&self) -> Result<NodeConfig> {
-        if self.api_cert_filename.is_some() || self.api_key_filename.is_some() {
-            return Err(Error::InvalidInput(
-                "TLS on the API port is not implemented yet".into(),
-            ));
-        }
+        let api_tls = port_tls(
+            "api",
+            &self.api_address,
+            &self.api_cert_filename,
+            &self.api_key_filename,
+            &self.api_ca_filename,
+        )?;
+        let rest_tls = port_tls(
+            "rest",
+            &self.rest_address,
+            &self.rest_cert_filename,
+            &self.rest_key_filename,
+            &None,
+        )?;
+        let raft_tls = match (
+            &self.raft_cert_filename,
+            &self.raft_key_filename,
+            &self.raft_ca_filename,
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(crate::tls::TlsPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: Some(ca.clone()),
+            }),
+            _ => {
+                return Err(Error::InvalidInput(
+                    "--raft.cert-filename, --raft.key-filename and --raft.ca-filename go together (Raft TLS is mutual)"
+                        .into(),
+                ))
+            }
+        };
         if self.raft_node_id == 0 {
             return Err(Error::InvalidInput("--raft.node-id must be >= 1".into()));
         }
@@ -533,10 +655,18 @@ impl LeaderArgs {
                 "--raft.election-rtt must be more than 3 times --raft.heartbeat-rtt".into(),
             ));
         }
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
         let advertise = self
             .api_advertise_address
             .clone()
-            .unwrap_or_else(|| format!("http://{api_listen}"));
+            .unwrap_or_else(|| format!("{scheme}://{api_listen}"));
+        let peer_tls = raft_tls
+            .as_ref()
+            .map(|p| {
+                crate::tls::client_config(p)
+                    .map_err(|e| Error::InvalidInput(format!("--raft.*-filename: {e}")))
+            })
+            .transpose()?;
         Ok(NodeConfig {
             name: self
                 .name
@@ -544,6 +674,9 @@ impl LeaderArgs {
                 .unwrap_or_else(|| format!("armada-{}", self.raft_node_id)),
             api_listen,
             api_advertise: advertise,
+            api_tls: server_tls("api", api_tls, &[crate::tls::ALPN_H2])?,
+            rest_tls: server_tls("rest", rest_tls, &[crate::tls::ALPN_HTTP1])?,
+            raft_tls: server_tls("raft", raft_tls, &[crate::tls::ALPN_H2])?,
             default_table: self.api_default_table.clone(),
             watch_progress_interval: self.api_watch_progress_notify_interval,
             rest_listen,
@@ -554,6 +687,7 @@ impl LeaderArgs {
                 node_host_dir,
                 wal_dir,
                 state_machine_dir,
+                peer_tls,
                 group: GroupConfig {
                     node_id: self.raft_node_id,
                     raft_address: self.raft_address.clone(),
@@ -678,6 +812,88 @@ mod tests {
             "--replication.cert-filename=/nonexistent.pem",
         ]);
         assert!(tls.unwrap_err().to_string().contains("/nonexistent.pem"));
+    }
+
+    fn leader_config(extra: &[&str]) -> Result<NodeConfig> {
+        let mut argv = vec!["armada", "leader"];
+        argv.extend(extra);
+        let Command::Leader(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("leader")
+        };
+        args.node_config()
+    }
+
+    #[test]
+    fn tls_flags_must_agree_with_the_address() {
+        let err = |extra: &[&str]| leader_config(extra).unwrap_err().to_string();
+        let api_certs = ["--api.cert-filename=/c.pem", "--api.key-filename=/k.pem"];
+        let e = err(&[&["--api.address=http://127.0.0.1:2379"], &api_certs[..]].concat());
+        assert!(
+            e.contains("is http:// but TLS certificate flags are set"),
+            "{e}"
+        );
+        let e = err(&["--api.address=https://127.0.0.1:2379"]);
+        assert!(
+            e.contains("--api.cert-filename and --api.key-filename are not set"),
+            "{e}"
+        );
+        let e = err(&[
+            "--api.address=https://127.0.0.1:2379",
+            "--api.cert-filename=/c.pem",
+        ]);
+        assert!(e.contains("go together"), "{e}");
+        let e = err(&["--api.ca-filename=/ca.pem"]);
+        assert!(e.contains("--api.ca-filename needs TLS"), "{e}");
+        let e = err(&["--rest.address=https://127.0.0.1:8079"]);
+        assert!(e.contains("--rest.cert-filename"), "{e}");
+        for raft in [
+            &["--raft.cert-filename=/c.pem"][..],
+            &["--raft.cert-filename=/c.pem", "--raft.ca-filename=/ca.pem"],
+            &["--raft.cert-filename=/c.pem", "--raft.key-filename=/k.pem"],
+        ] {
+            assert!(err(raft).contains("go together"), "{raft:?}");
+        }
+        // The flags agree: now the files are read, and a missing one is named.
+        let e = err(&[&["--api.address=https://127.0.0.1:2379"], &api_certs[..]].concat());
+        assert!(e.contains("/c.pem"), "{e}");
+    }
+
+    #[test]
+    fn https_api_address_serves_tls_and_advertises_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let cert_flag = format!("--api.cert-filename={}", c.display());
+        let key_flag = format!("--api.key-filename={}", k.display());
+        let cfg = leader_config(&[
+            "--api.address=https://127.0.0.1:2379",
+            &cert_flag,
+            &key_flag,
+        ])
+        .unwrap();
+        assert!(cfg.api_tls.is_some() && cfg.rest_tls.is_none() && cfg.raft_tls.is_none());
+        assert_eq!(cfg.api_advertise, "https://127.0.0.1:2379");
+        // A bare host:port follows the certificate flags, as before TLS.
+        let cfg = leader_config(&["--api.address=127.0.0.1:2379", &cert_flag, &key_flag]).unwrap();
+        assert!(cfg.api_tls.is_some());
+        let plain = leader_config(&[]).unwrap();
+        assert!(plain.api_tls.is_none() && plain.registry.peer_tls.is_none());
+        assert_eq!(plain.api_advertise, "http://127.0.0.1:2379");
+        // A key that is not the certificate's is refused at start.
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&k, other.serialize_pem()).unwrap();
+        let e = leader_config(&[
+            "--api.address=https://127.0.0.1:2379",
+            &cert_flag,
+            &key_flag,
+        ]);
+        assert!(e.is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod raft;
 pub mod replication;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 /// The gRPC metadata key that selects a table; without it a request goes to
 /// the node's `--api.default-table`.

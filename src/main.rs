@@ -60,7 +60,23 @@ async fn main() -> anyhow::Result<()> {
             armada::server::serve(cfg, shutdown_signal()).await?;
         }
         Command::Table(t) => {
-            let mut client = TablesClient::connect(t.endpoint.clone()).await?;
+            let mut endpoint = tonic::transport::Endpoint::from_shared(t.endpoint.clone())?;
+            if t.endpoint.starts_with("https://") {
+                let mut tls = tonic::transport::ClientTlsConfig::new();
+                if let Some(ca) = &t.cacert {
+                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(ca)?,
+                    ));
+                }
+                if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
+                    tls = tls.identity(tonic::transport::Identity::from_pem(
+                        std::fs::read(cert)?,
+                        std::fs::read(key)?,
+                    ));
+                }
+                endpoint = endpoint.tls_config(tls)?;
+            }
+            let mut client = TablesClient::new(endpoint.connect().await?);
             match t.action {
                 TableAction::Create { name } => {
                     let resp = client

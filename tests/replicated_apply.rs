@@ -38,7 +38,7 @@ fn config(dir: &std::path::Path) -> GroupConfig {
 async fn open(dir: &std::path::Path) -> std::sync::Arc<RaftGroup> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let group = loop {
-        match RaftGroup::open("t", "t.1", &config(dir), Peers::new(), true).await {
+        match RaftGroup::open("t", "t.1", &config(dir), Peers::new(None), true).await {
             Ok(group) => break group,
             Err(armada::error::Error::Storage(heed::Error::EnvAlreadyOpened))
                 if std::time::Instant::now() < deadline =>

@@ -11,6 +11,10 @@
 //! raft follower sends its raft leader on a client's behalf: `Propose` (a
 //! forwarded write), `ReadIndex` (the index a linearizable read waits for)
 //! and `Lease` (a keep-alive or TimeToLive, which only the raft leader knows).
+//!
+//! With `--raft.*-filename` set, every channel is mutual TLS (see
+//! [`crate::tls`]): this node presents its certificate, re-read from disk
+//! when it changes, and accepts only a peer certificate signed by the CA.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +41,7 @@ use super::{NodeId, TypeConfig};
 use crate::error::EtcdError;
 use crate::pb::raft::raft_client::RaftClient;
 use crate::pb::raft::GroupRequest;
+use crate::tls::TlsConnector;
 
 /// How long a forwarded write or ReadIndex may take before the client gets
 /// a retryable timeout.
@@ -96,15 +101,28 @@ pub enum Rpc {
     Lease,
 }
 
+/// The largest Raft message either side accepts (a bound, instead of none,
+/// so a broken or hostile peer cannot make a node buffer gigabytes). The
+/// largest messages sent are an AppendEntries of [`APPEND_BUDGET`] plus one
+/// entry, and an entry is at most one proposer batch (2 MiB of commands plus
+/// the one that overflowed it, itself at most etcd's 1.5 MiB request) or a
+/// follower cluster's replicated batch (about
+/// `--replication.max-send-message-size-bytes`, 4 MiB by default); snapshot
+/// chunks are 1 MiB. 64 MiB leaves an order of magnitude of headroom.
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+
 /// One channel per peer node, shared by every group of this node.
 pub struct Peers {
     channels: Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>,
+    /// Mutual TLS to peers; plain TCP when unset.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl Peers {
-    pub fn new() -> Arc<Peers> {
+    pub fn new(tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Arc<Peers> {
         Arc::new(Peers {
             channels: Mutex::new(HashMap::new()),
+            tls,
         })
     }
 
@@ -122,9 +140,17 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let client = RaftClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        // With TLS, our own connector does TCP and the handshake (tonic's
+        // own TLS cannot re-read a rotated client certificate); the URI
+        // stays `http://` so tonic adds no TLS layer of its own.
+        // connect_timeout still bounds the whole connect.
+        let channel = match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector(tls.clone())),
+            None => endpoint.connect_lazy(),
+        };
+        let client = RaftClient::new(channel)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE);
         channels.insert(target, (addr.to_string(), client.clone()));
         Ok(client)
     }

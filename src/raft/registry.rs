@@ -89,6 +89,8 @@ pub struct RegistryConfig {
     pub node_host_dir: PathBuf,
     pub wal_dir: PathBuf,
     pub state_machine_dir: PathBuf,
+    /// Mutual TLS to peers' Raft ports (`--raft.*-filename`); plain TCP when unset.
+    pub peer_tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Group settings; its directory fields are replaced per group.
     pub group: GroupConfig,
 }
@@ -222,7 +224,7 @@ fn succeeded(applied: Applied) -> bool {
 impl Registry {
     /// Opens the metadata group and the groups of the tables it lists.
     pub async fn open(cfg: RegistryConfig) -> Result<Arc<Registry>> {
-        let peers = Peers::new();
+        let peers = Peers::new(cfg.peer_tls.clone());
         let meta = RaftGroup::open(
             META_GROUP,
             META_GROUP,

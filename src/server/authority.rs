@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
@@ -348,10 +348,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LenientAuthority<S> {
     }
 }
 
-impl Connected for LenientAuthority<tokio::net::TcpStream> {
-    type ConnectInfo = TcpConnectInfo;
+impl<S: Connected> Connected for LenientAuthority<S> {
+    type ConnectInfo = S::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> S::ConnectInfo {
         self.inner.connect_info()
     }
 }

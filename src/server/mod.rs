@@ -38,6 +38,7 @@ use crate::pb::replication::snapshot_server::SnapshotServer;
 use crate::pb::v3electionpb::election_server::ElectionServer;
 use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::raft::group::GroupConfig;
+use crate::raft::network::MAX_RAFT_MESSAGE;
 use crate::raft::registry::{MemberInfo, Registry, RegistryConfig};
 use crate::raft::transport::RaftService;
 use crate::raft::NodeId;
@@ -45,6 +46,8 @@ use crate::replication::follower::{Follower, FollowerConfig};
 use crate::replication::leader::LeaderService;
 use crate::replication::status::StatusService;
 use crate::replication::TlsFiles;
+use crate::tls;
+use tokio_rustls::rustls::ServerConfig;
 
 /// The etcd version Armada reports: a 3.5-series semver, so clients that
 /// gate features on it (kube-apiserver) treat Armada as a modern etcd.
@@ -56,6 +59,13 @@ pub struct NodeConfig {
     pub name: String,
     pub api_listen: SocketAddr,
     pub api_advertise: String,
+    /// TLS of the API port (`--api.*-filename`), client certificates
+    /// required when it has a CA; plain when unset.
+    pub api_tls: Option<Arc<ServerConfig>>,
+    /// TLS of the REST port.
+    pub rest_tls: Option<Arc<ServerConfig>>,
+    /// Mutual TLS of the Raft port; the client half is in the registry's config.
+    pub raft_tls: Option<Arc<ServerConfig>>,
     pub default_table: String,
     /// `--api.watch-progress-notify-interval`.
     pub watch_progress_interval: Duration,
@@ -125,11 +135,16 @@ pub async fn serve(
         None => None,
     };
     let group = cfg.group();
+    let peer_scheme = if cfg.raft_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let members: BTreeMap<NodeId, Member> = group
         .voters()
         .iter()
         .map(|(id, node)| {
-            let peer_url = format!("http://{}", node.addr);
+            let peer_url = format!("{}://{}", peer_scheme, node.addr);
             let member = Member {
                 id: member_id(*id, &peer_url),
                 name: String::new(),
@@ -182,10 +197,15 @@ pub async fn serve(
             RaftServer::new(RaftService {
                 registry: registry.clone(),
             })
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX),
+            .max_decoding_message_size(MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE),
         )
-        .serve_with_shutdown(cfg.raft_listen, wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            tls::bind(cfg.raft_listen, cfg.raft_tls.clone())
+                .await?
+                .into_stream(),
+            wait_stop(stop_rx.clone()),
+        );
     tokio::spawn(bootstrap(
         registry.clone(),
         // A follower cluster mirrors the leader's tables, default included.
@@ -201,7 +221,7 @@ pub async fn serve(
         tokio::spawn(f.clone().run(stop_rx.clone()));
     }
     let rest = rest::serve(
-        cfg.rest_listen,
+        tls::bind(cfg.rest_listen, cfg.rest_tls.clone()).await?,
         Arc::new(Node {
             ctx: ctx.clone(),
             follower: follower.clone(),
@@ -236,7 +256,7 @@ pub async fn serve(
             follower: follower.clone(),
         }))
         .serve_with_incoming_shutdown(
-            api_incoming(cfg.api_listen).await?,
+            api_incoming(cfg.api_listen, cfg.api_tls.clone()).await?,
             wait_stop(stop_rx.clone()),
         );
     let replication = serve_replication(&cfg, &ctx, wait_stop(stop_rx.clone()));
@@ -345,22 +365,17 @@ async fn bootstrap(
     }
 }
 
-/// The etcd port's connections, each behind [`authority::LenientAuthority`]
-/// so that etcd 3.4 clients' `http://` authorities are accepted.
+/// The etcd port's connections (TLS when configured), each behind
+/// [`authority::LenientAuthority`] so that etcd 3.4 clients' `http://`
+/// authorities are accepted. The rewriter reads HTTP/2 frames, so it sits
+/// above TLS: TCP, then TLS, then the rewriter, then tonic.
 async fn api_incoming(
     addr: SocketAddr,
-) -> Result<
-    impl futures::Stream<Item = std::io::Result<authority::LenientAuthority<tokio::net::TcpStream>>>,
-> {
+    tls: Option<Arc<ServerConfig>>,
+) -> Result<impl futures::Stream<Item = std::io::Result<authority::LenientAuthority<tls::Conn>>>> {
     use futures::StreamExt;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    Ok(
-        tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-            let conn = conn?;
-            let _ = conn.set_nodelay(true); // latency only; never worth refusing the connection
-            Ok(authority::LenientAuthority::new(conn))
-        }),
-    )
+    let incoming = tls::bind(addr, tls).await?.into_stream();
+    Ok(incoming.map(|conn| conn.map(authority::LenientAuthority::new)))
 }
 
 /// Resolves a data path flag: absolute or relative to the working directory.

@@ -4,7 +4,6 @@
 //! `/replication/status` (JSON, per table).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use crate::kv::MvccRead;
 use crate::replication::status::leader_indexes;
 
 pub async fn serve(
-    addr: SocketAddr,
+    listener: crate::tls::Incoming,
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -30,7 +29,6 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/replication/status", get(replication_status))
         .with_state(node);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

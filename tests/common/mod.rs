@@ -139,6 +139,8 @@ pub struct Server {
     child: Child,
     pub ports: Ports,
     pub endpoint: String,
+    /// How [`Server::ready`] reaches a TLS API port (see [`Server::with_tls`]).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Server {
@@ -172,18 +174,27 @@ impl Server {
             child,
             endpoint: format!("http://127.0.0.1:{}", ports.api),
             ports,
+            tls: None,
         }
+    }
+
+    /// For a node started with `--api.address=https://...`: its endpoint is
+    /// `https://` and [`Server::ready`] connects with `tls`.
+    pub fn with_tls(mut self, tls: tonic::transport::ClientTlsConfig) -> Server {
+        self.endpoint = format!("https://127.0.0.1:{}", self.ports.api);
+        self.tls = Some(tls);
+        self
     }
 
     /// Waits until the node answers `Maintenance.Status`, and returns a channel to it.
     pub async fn ready(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(ch) = Channel::from_shared(self.endpoint.clone())
-                .unwrap()
-                .connect()
-                .await
-            {
+            let mut endpoint = Channel::from_shared(self.endpoint.clone()).unwrap();
+            if let Some(tls) = &self.tls {
+                endpoint = endpoint.tls_config(tls.clone()).unwrap();
+            }
+            if let Ok(ch) = endpoint.connect().await {
                 if MaintenanceClient::new(ch.clone())
                     .status(StatusRequest {})
                     .await
