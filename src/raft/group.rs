@@ -200,7 +200,10 @@ impl RaftGroup {
                 group: group_id.to_string(),
                 heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             },
-            LogStore::new(log.clone()),
+            LogStore::new(log.clone(), {
+                let sm = shared.clone();
+                Arc::new(move || sm.applied_index())
+            }),
             sm,
         )
         .await

@@ -1,14 +1,28 @@
 //! `RaftLogStorage` over a table's log environment. Entries and the hard
 //! state are bincode-encoded; every append is synced before openraft is told
 //! it is durable, so a vote or an acknowledged entry survives `kill -9`.
+//!
+//! A purge never runs ahead of the state machine. openraft 0.9 asks for the
+//! purge through a received snapshot as soon as it hands the install to the
+//! state machine worker, before the install has loaded anything; a crash or
+//! a failed load in between would leave a log purged past the state machine,
+//! which no restart can replay. So a purge beyond what the state machine has
+//! applied is deferred (neither the entries nor the purge mark change) and
+//! carried out at a later append or purge, once the state machine is there.
+//! openraft never reads entries it asked to purge, so keeping them is safe.
+//!
+//! Reads for replication to a peer are bounded by bytes as well as by entry
+//! count ([`LogStore::limited_get_log_entries`]), so a lagging peer never
+//! makes the leader decode thousands of large entries it will not send.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
 
+use super::network::APPEND_BUDGET;
 use super::{blocking, Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::storage::log::LogDb;
 
@@ -16,14 +30,50 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
+/// The index through which the log may be purged: the state machine's
+/// last applied index.
+pub type PurgeBound = Arc<dyn Fn() -> crate::error::Result<u64> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<LogDb>,
+    bound: PurgeBound,
+    /// A purge asked for beyond the bound.
+    deferred: Arc<Mutex<Option<LogId>>>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<LogDb>) -> LogStore {
-        LogStore { db }
+    pub fn new(db: Arc<LogDb>, bound: PurgeBound) -> LogStore {
+        LogStore {
+            db,
+            bound,
+            deferred: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Carries out the deferred purge if the state machine has applied
+    /// through it.
+    async fn purge_applied(&self) -> crate::error::Result<()> {
+        let Some(log_id) = *self.deferred.lock().unwrap() else {
+            return Ok(());
+        };
+        let (db, bound) = (self.db.clone(), self.bound.clone());
+        let raw = bincode::serialize(&Some(log_id))?;
+        let done = blocking(move || {
+            if bound()? < log_id.index {
+                return Ok(false);
+            }
+            db.purge(log_id.index, LAST_PURGED, &raw)?;
+            Ok(true)
+        })
+        .await?;
+        if done {
+            let mut deferred = self.deferred.lock().unwrap();
+            if *deferred == Some(log_id) {
+                *deferred = None;
+            }
+        }
+        Ok(())
     }
 
     /// Decoded entries with `start <= index < end`, about `max_bytes` of
@@ -93,6 +143,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .await
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
+
+    /// What replication reads for one AppendEntries: about what the network
+    /// sends in one ([`APPEND_BUDGET`] bytes, at least one entry).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let db = self.db.clone();
+        blocking(move || LogStore::read_entries(&db, start, Some(end), APPEND_BUDGET as usize))
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -155,7 +218,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
-                Ok(())
+                self.purge_applied()
+                    .await
+                    .map_err(|e| StorageIOError::write_logs(&e).into())
             }
             Err(e) => {
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
@@ -172,10 +237,92 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let raw = bincode::serialize(&Some(log_id)).map_err(|e| StorageIOError::write_logs(&e))?;
-        blocking(move || db.purge(log_id.index, LAST_PURGED, &raw))
+        {
+            let mut deferred = self.deferred.lock().unwrap();
+            if deferred.is_none_or(|d| d.index < log_id.index) {
+                *deferred = Some(log_id);
+            }
+        }
+        self.purge_applied()
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    async fn indexes(store: &mut LogStore) -> Vec<u64> {
+        let entries = store.try_get_log_entries(0..100).await.unwrap();
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_for_the_state_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(LogDb::open(dir.path(), 1 << 24).unwrap());
+        let entries = (1..=10).map(|i| {
+            let e = Entry {
+                log_id: log_id(i),
+                payload: EntryPayload::Blank,
+            };
+            (i, bincode::serialize(&e).unwrap())
+        });
+        db.append(entries.collect::<Vec<_>>()).unwrap();
+        let applied = Arc::new(AtomicU64::new(2));
+        let bound = applied.clone();
+        let mut store = LogStore::new(db, Arc::new(move || Ok(bound.load(Ordering::SeqCst))));
+
+        // Through 6 asked while the state machine is at 2 (a snapshot
+        // install in progress): nothing is purged, nothing is marked.
+        store.purge(log_id(6)).await.unwrap();
+        assert_eq!(indexes(&mut store).await, (1..=10).collect::<Vec<_>>());
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, None);
+
+        // The state machine got there: the next purge (of less) does it.
+        applied.store(6, Ordering::SeqCst);
+        store.purge(log_id(4)).await.unwrap();
+        assert_eq!(indexes(&mut store).await, (7..=10).collect::<Vec<_>>());
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(6)));
+
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_bounded_by_bytes() {
+        use crate::kv::command::{Command, Proposal};
+        use crate::pb::etcdserverpb::PutRequest;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(LogDb::open(dir.path(), 1 << 26).unwrap());
+        // Ten entries of 100 KiB: the 256 KiB budget takes two (a third
+        // would cross it), and one at least, however large.
+        let entries = (1..=10).map(|i| {
+            let put = PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; 100 << 10],
+                ..Default::default()
+            };
+            let e = Entry {
+                log_id: log_id(i),
+                payload: EntryPayload::Normal(Proposal::Local(vec![Command::Put(put)])),
+            };
+            (i, bincode::serialize(&e).unwrap())
+        });
+        db.append(entries.collect::<Vec<_>>()).unwrap();
+        let mut store = LogStore::new(db, Arc::new(|| Ok(u64::MAX)));
+        let read = store.limited_get_log_entries(1, 11).await.unwrap();
+        let read: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(read, [1, 2]);
+        assert_eq!(store.limited_get_log_entries(10, 11).await.unwrap().len(), 1);
     }
 }

@@ -279,7 +279,7 @@ impl Peer {
 /// entry count only, and an entry can hold megabytes (a batch of writes),
 /// while the request must complete within one heartbeat interval; a larger
 /// request would time out, look like a dead leader and start elections.
-const APPEND_BUDGET: u64 = 256 << 10;
+pub(crate) const APPEND_BUDGET: u64 = 256 << 10;
 
 /// How many leading entries fit the budget (at least one, so a big entry still moves).
 fn entries_within_budget(entries: &[crate::raft::Entry]) -> usize {

@@ -211,6 +211,14 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The index of the last log entry applied (0: none).
+    pub(crate) fn applied_index(&self) -> Result<u64> {
+        let (last, _) = self.db.read(applied_state)?;
+        Ok(last.map_or(0, |l| l.index))
+    }
+}
+
 fn applied_state(r: &Reader<'_>) -> Result<(Option<LogId>, StoredMembership)> {
     let last = match r.get_meta(LAST_APPLIED)? {
         Some(raw) => bincode::deserialize(&raw)?,
