@@ -157,6 +157,9 @@ pub enum Error {
     TableNotFound(String),
     #[error("armada: table {0:?} already exists")]
     TableExists(String),
+    /// The table exists but its group failed to open on this node.
+    #[error("armada: table {table:?} is unavailable on this node: {reason}")]
+    TableUnavailable { table: String, reason: String },
     /// Malformed input that etcd has no message for (bad table names, flags, files).
     #[error("armada: {0}")]
     InvalidInput(String),
@@ -221,7 +224,9 @@ impl From<Error> for tonic::Status {
             Error::TableNotFound(_) => tonic::Status::not_found(e.to_string()),
             Error::TableExists(_) => tonic::Status::already_exists(e.to_string()),
             Error::InvalidInput(_) => tonic::Status::invalid_argument(e.to_string()),
-            Error::Raft(_) => tonic::Status::unavailable(e.to_string()),
+            Error::Raft(_) | Error::TableUnavailable { .. } => {
+                tonic::Status::unavailable(e.to_string())
+            }
             Error::WrongLeaderCluster { .. } => tonic::Status::failed_precondition(e.to_string()),
             Error::Storage(heed::Error::Mdb(heed::MdbError::MapFull)) => EtcdError::NoSpace.into(),
             Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::Internal(_) => {

@@ -171,3 +171,70 @@ async fn tables_are_separate_keyspaces() {
     assert!(fresh.kvs.is_empty());
     assert_eq!(fresh.header.unwrap().revision, 1);
 }
+
+/// Overwrites both LMDB meta pages of every `data.mdb` under `dir`.
+fn corrupt_lmdb_files(dir: &std::path::Path) -> usize {
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            corrupted += corrupt_lmdb_files(&path);
+        } else if path.file_name().is_some_and(|n| n == "data.mdb") {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.write_all(&[0xab; 16 << 10]).unwrap();
+            corrupted += 1;
+        }
+    }
+    corrupted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_fails_to_open_leaves_the_others_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::pick();
+    let mut server = Server::start(dir.path(), ports, &[]);
+    let ch = server.ready().await;
+    for name in ["broken", "fine"] {
+        let create = CreateTableRequest { name: name.into() };
+        TablesClient::new(ch.clone()).create(create).await.unwrap();
+        put(&ch, Some(name), "k", name).await;
+    }
+    put(&ch, None, "k", "default").await;
+    server.kill9();
+    let sm_dirs = std::fs::read_dir(dir.path().join("state-machine")).unwrap();
+    let broken = sm_dirs
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("broken.")
+        })
+        .expect("the broken table's state machine directory");
+    assert_eq!(corrupt_lmdb_files(&broken), 1);
+
+    // The node starts; every other table serves; the broken one answers
+    // Unavailable with the reason, and metrics show it.
+    let server = Server::start(dir.path(), ports, &[]);
+    let ch = server.ready().await;
+    for table in [None, Some("fine")] {
+        let kv = get(&ch, table, "k").await.unwrap().kvs;
+        assert_eq!(kv[0].value, table.unwrap_or("default").as_bytes());
+    }
+    let err = get(&ch, Some("broken"), "k").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("\"broken\" is unavailable"),
+        "{err:?}"
+    );
+    let (_, metrics) = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains("armada_table_open_failed{table=\"broken\"} 1"),
+        "{metrics}"
+    );
+    // Nothing was deleted as stale: the broken table's files are still there.
+    assert!(broken.join("data.mdb").exists());
+    assert_eq!(names(&ch).await, ["broken", "default", "fine"]);
+}

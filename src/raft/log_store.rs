@@ -295,7 +295,6 @@ mod tests {
         assert_eq!(indexes(&mut store).await, (7..=10).collect::<Vec<_>>());
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(log_id(6)));
-
     }
 
     #[tokio::test]
@@ -323,6 +322,9 @@ mod tests {
         let read = store.limited_get_log_entries(1, 11).await.unwrap();
         let read: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
         assert_eq!(read, [1, 2]);
-        assert_eq!(store.limited_get_log_entries(10, 11).await.unwrap().len(), 1);
+        assert_eq!(
+            store.limited_get_log_entries(10, 11).await.unwrap().len(),
+            1
+        );
     }
 }

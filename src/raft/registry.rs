@@ -119,6 +119,10 @@ pub struct Registry {
     /// Incarnation directories (`<table>.<epoch>`) being seeded by a
     /// recovery and not yet in the catalogue: never stale.
     seeding: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Tables whose group failed to open on this node, with why: reported
+    /// to clients and metrics, retried at every reconcile, while every other
+    /// table serves.
+    failed: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// Keeps an incarnation's directories from being removed as stale while
@@ -202,6 +206,16 @@ fn scan_prefix(r: &Reader<'_>, prefix: &str) -> Result<Vec<KeyValue>> {
     Ok(out)
 }
 
+/// True for a directory name of the form `<table>.<epoch>`: a valid table
+/// name, a dot and a decimal epoch.
+fn is_incarnation_dir(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(table, epoch)| {
+        validate_table_name(table).is_ok()
+            && !epoch.is_empty()
+            && epoch.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// Wall-clock Unix milliseconds (lease expiry, status times).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -242,6 +256,7 @@ impl Registry {
             reconciling: Mutex::new(()),
             hubs: std::sync::Mutex::new(HashMap::new()),
             seeding: Default::default(),
+            failed: Default::default(),
         });
         registry.reconcile().await?;
         tokio::spawn(Self::follow_meta(Arc::downgrade(&registry)));
@@ -355,6 +370,7 @@ impl Registry {
                 continue;
             }
             let removed = self.groups.write().await.remove(&name);
+            self.failed.lock().unwrap().remove(&name);
             if let Some(hub) = self.hubs.lock().unwrap().remove(&name) {
                 hub.close();
             }
@@ -374,14 +390,34 @@ impl Registry {
             }
             let dir = format!("{name}.{epoch}");
             tracing::info!(table = %name, epoch, "starting table");
-            let group = RaftGroup::open(
+            let opened = RaftGroup::open(
                 name,
                 &dir,
                 &Self::group_config(&self.cfg, &dir),
                 self.peers.clone(),
                 catalogue[name].seed.is_none(),
             )
-            .await?;
+            .await;
+            // One table that cannot open (a corrupt file, no file
+            // descriptors left) must not keep the others from serving.
+            let group = match opened {
+                Ok(group) => {
+                    self.failed.lock().unwrap().remove(name);
+                    group
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    let before = self
+                        .failed
+                        .lock()
+                        .unwrap()
+                        .insert(name.clone(), reason.clone());
+                    if before.as_ref() != Some(&reason) {
+                        tracing::error!(table = %name, epoch, "the table failed to open: {e}");
+                    }
+                    continue;
+                }
+            };
             // A recovery another node seeded: the old incarnation keeps
             // serving until this node has the seed's snapshot (promoted above).
             let seeded_elsewhere = (catalogue[name].seed).is_some_and(|s| s != self.node_id());
@@ -474,7 +510,10 @@ impl Registry {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || live.contains(&name) || !entry.path().is_dir() {
+                // Only what Armada names an incarnation directory is ever
+                // removed: a root shared with other data (a wal dir inside
+                // the data dir, say) keeps everything else.
+                if !is_incarnation_dir(&name) || live.contains(&name) || !entry.path().is_dir() {
                     continue;
                 }
                 tracing::info!(dir = %entry.path().display(), "removing a deleted table's data");
@@ -493,8 +532,19 @@ impl Registry {
     pub async fn get_with_epoch(&self, name: &str) -> Result<(u64, Arc<RaftGroup>)> {
         match self.groups.read().await.get(name) {
             Some((epoch, g)) => Ok((*epoch, g.clone())),
-            None => Err(Error::TableNotFound(name.to_string())),
+            None => match self.failed.lock().unwrap().get(name) {
+                Some(reason) => Err(Error::TableUnavailable {
+                    table: name.to_string(),
+                    reason: reason.clone(),
+                }),
+                None => Err(Error::TableNotFound(name.to_string())),
+            },
         }
+    }
+
+    /// The tables that failed to open on this node, with why.
+    pub fn failed_tables(&self) -> BTreeMap<String, String> {
+        self.failed.lock().unwrap().clone()
     }
 
     /// A group by its Raft transport id, for messages from peers.
@@ -723,5 +773,32 @@ impl Registry {
             group.shutdown().await;
         }
         self.meta.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_incarnation_dir;
+
+    #[test]
+    fn only_incarnation_directories_can_be_stale() {
+        for name in ["default.1765000000000000000", "my-table.v2.42", "t.0"] {
+            assert!(is_incarnation_dir(name), "{name}");
+        }
+        for name in [
+            "raft",
+            "wal",
+            "snapshots",
+            "replication",
+            "state-machine",
+            ".meta",
+            ".meta.1",
+            "default.",
+            "default.12a",
+            "lost+found",
+            "x.-1",
+        ] {
+            assert!(!is_incarnation_dir(name), "{name}");
+        }
     }
 }

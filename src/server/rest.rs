@@ -146,6 +146,13 @@ async fn render(node: &Node) -> Result<String> {
                 .any(|a| a.alarm == crate::pb::etcdserverpb::AlarmType::Nospace as i32),
         )));
     }
+    let failed = gauge(
+        "armada_table_open_failed",
+        "1 for a table whose group failed to open on this node (see the log).",
+    )?;
+    for table in node.ctx.registry.failed_tables().keys() {
+        failed.with_label_values(&[table.as_str()]).set(1.0);
+    }
     let index = gauge_with(
         "armada_replication_index",
         "Leader index: the last one available (role=leader) or applied (role=follower).",
