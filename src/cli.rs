@@ -213,6 +213,15 @@ pub struct LeaderArgs {
         default_value_t = 6291456
     )]
     pub raft_max_in_mem_log_size: u64,
+    /// Writes that may wait for the table's raft leader to propose and
+    /// commit them at once; more are refused with etcd's `etcdserver: too
+    /// many requests` (a leader cut off from its quorum stays bounded).
+    #[arg(
+        long = "raft.max-pending-proposals",
+        env = "ARMADA_RAFT_MAX_PENDING_PROPOSALS",
+        default_value_t = 10000
+    )]
+    pub raft_max_pending_proposals: usize,
     /// TLS certificate (PEM chain) of this node on the Raft port, presented
     /// both as server and as client (mutual TLS between nodes); it must
     /// name the host of --raft.address. The three --raft.*-filename flags
@@ -703,6 +712,7 @@ impl LeaderArgs {
                     // Bound one append batch by the in-memory log budget,
                     // assuming small (~1 KiB) entries.
                     max_payload_entries: (self.raft_max_in_mem_log_size / 1024).clamp(64, 4096),
+                    max_pending_proposals: self.raft_max_pending_proposals,
                     expire_leases: true,
                     lease_checkpoint_interval: self.lease_checkpoint_interval,
                 },

@@ -352,3 +352,54 @@ async fn five_nodes_survive_two_failures() {
         assert_eq!(stored.len(), 5, "node {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_leader_cut_off_from_its_quorum_refuses_writes_past_its_queue() {
+    const PENDING: usize = 8;
+    let limit = format!("--raft.max-pending-proposals={PENDING}");
+    let cluster = Cluster::start(3, &[&limit]);
+    let leader = cluster.wait_leader().await;
+    let ch = cluster.channel(leader).await;
+    KvClient::new(ch.clone())
+        .put(put("before", "v"))
+        .await
+        .unwrap();
+    let others: Vec<usize> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        cluster.server(*id).signal("STOP");
+    }
+
+    // The leader cannot commit: PENDING writes wait (and time out), every
+    // other one is refused at once with etcd's error.
+    let writes: Vec<_> = (0..5 * PENDING)
+        .map(|i| {
+            let mut kv = KvClient::new(ch.clone());
+            tokio::spawn(async move { kv.put(put(&format!("k{i}"), "v")).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for w in writes {
+        let err = w
+            .await
+            .unwrap()
+            .expect_err("a write committed without a quorum");
+        if err.message() == "etcdserver: too many requests" {
+            assert_eq!(err.code(), Code::ResourceExhausted);
+            refused += 1;
+        } else {
+            assert_eq!(err.message(), "etcdserver: request timed out", "{err:?}");
+        }
+    }
+    assert!(refused >= 4 * PENDING, "only {refused} refused");
+
+    // Once the quorum is back, writes go through again.
+    for id in &others {
+        cluster.server(*id).signal("CONT");
+    }
+    common::wait_until(
+        "a write after the quorum is back",
+        Duration::from_secs(30),
+        async || KvClient::new(ch.clone()).put(put("after", "v")).await.ok(),
+    )
+    .await;
+}

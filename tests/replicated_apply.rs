@@ -28,6 +28,7 @@ fn config(dir: &std::path::Path) -> GroupConfig {
         snapshot_entries: 0,
         compaction_overhead: 0,
         max_payload_entries: 64,
+        max_pending_proposals: 10000,
         expire_leases: true,
         lease_checkpoint_interval: Duration::ZERO,
     }

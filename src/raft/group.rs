@@ -59,6 +59,9 @@ pub struct GroupConfig {
     pub snapshot_entries: u64,
     pub compaction_overhead: u64,
     pub max_payload_entries: u64,
+    /// Commands that may wait for or be in a proposal at once; more are
+    /// refused with etcd's `too many requests`.
+    pub max_pending_proposals: usize,
     /// Whether this cluster decides lease expiry (a leader cluster), or
     /// only applies the revokes its leader cluster decided (a follower).
     pub expire_leases: bool,
@@ -241,7 +244,7 @@ impl RaftGroup {
             group_id: group_id.to_string(),
             node_id: cfg.node_id,
             peers,
-            proposer: Proposer::spawn(raft.clone()),
+            proposer: Proposer::spawn(raft.clone(), cfg.max_pending_proposals),
             raft,
             sm: shared,
             log,
@@ -445,6 +448,7 @@ impl RaftGroup {
             ProposeError::ForwardToLeader(Some(_)) => EtcdError::LeaderChanged.into(),
             ProposeError::ForwardToLeader(None) => EtcdError::NoLeader.into(),
             ProposeError::Raft(e) => Error::Raft(e),
+            ProposeError::TooManyRequests => EtcdError::TooManyRequests.into(),
             ProposeError::Fatal(e) => {
                 tracing::error!(group = %self.group_id, "raft group stopped: {e}");
                 EtcdError::Stopped.into()

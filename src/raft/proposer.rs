@@ -10,12 +10,18 @@
 //! Invariant: each caller gets the result of exactly its own command, which
 //! apply computed as a separate etcd write request (own revision), in the
 //! order the commands were queued.
+//!
+//! Back-pressure: at most `--raft.max-pending-proposals` commands wait or
+//! are in flight at once; past that a write is refused at once with etcd's
+//! `etcdserver: too many requests`, so a raft leader that cannot commit (cut
+//! off from its quorum) holds a bounded amount of memory, not what every
+//! client sent during the outage.
 
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{NodeId, Raft};
 use crate::kv::command::{Command, CommandResult, Proposal};
@@ -35,30 +41,46 @@ pub enum ProposeError {
     Fatal(String),
     /// Any other Raft refusal.
     Raft(String),
+    /// As many commands as allowed wait already.
+    TooManyRequests,
 }
 
 struct Pending {
     command: Command,
     reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
+    /// Held until the command's proposal has an outcome.
+    _admitted: OwnedSemaphorePermit,
 }
 
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::UnboundedSender<Pending>,
+    /// One permit per command that may wait or be in flight.
+    admission: Arc<Semaphore>,
 }
 
 impl Proposer {
-    /// Starts the batching task; it ends when the last `Proposer` is dropped.
-    pub fn spawn(raft: Raft) -> Proposer {
+    /// Starts the batching task, admitting at most `max_pending` commands
+    /// at once; it ends when the last `Proposer` is dropped.
+    pub fn spawn(raft: Raft, max_pending: usize) -> Proposer {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx));
-        Proposer { queue }
+        Proposer {
+            queue,
+            admission: Arc::new(Semaphore::new(max_pending.max(1))),
+        }
     }
 
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let admitted = (self.admission.clone().try_acquire_owned())
+            .map_err(|_| ProposeError::TooManyRequests)?;
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Pending { command, reply })
+            .send(Pending {
+                command,
+                reply,
+                _admitted: admitted,
+            })
             .map_err(|_| ProposeError::Fatal("the table's proposer stopped".into()))?;
         rx.await
             .map_err(|_| ProposeError::Fatal("the table's proposer stopped".into()))?
@@ -85,17 +107,19 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let (commands, replies): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|p| (p.command, (p.reply, p._admitted)))
+                .unzip();
             match raft.client_write(Proposal::Local(commands)).await {
                 Ok(resp) => {
-                    for (reply, result) in replies.into_iter().zip(resp.data) {
+                    for ((reply, _), result) in replies.into_iter().zip(resp.data) {
                         let _ = reply.send(Ok(result));
                     }
                 }
                 Err(e) => {
                     let e = propose_error(e);
-                    for reply in replies {
+                    for (reply, _) in replies {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
