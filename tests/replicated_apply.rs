@@ -2,8 +2,8 @@
 //! (`Proposal::Replicated`), on an in-process single-node table group: the
 //! leader index is stored with the data, entries at or below it are skipped
 //! (a batch delivered twice, or overlapping the last one, changes nothing),
-//! revisions follow the leader's commands exactly, and the stored leader
-//! index survives a restart.
+//! revisions follow the leader's commands exactly, the stored leader index
+//! survives a restart, and a batch of another leader epoch is not applied.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -132,5 +132,19 @@ async fn replicated_batches_apply_once_in_leader_order() {
     let stale = batch(vec![entry(8, &["d"])]);
     assert_eq!(group.write_replicated(stale).await.unwrap(), 9);
     assert_eq!(state(&group).await.1.len(), 3, "a stale entry applied");
+
+    // Entries of another incarnation of the leader's table (a worker still
+    // streaming the old one) never mix with those held.
+    let other = Replicated {
+        epoch: 8,
+        entries: vec![entry(10, &["d"])],
+    };
+    assert_eq!(group.write_replicated(other).await.unwrap(), 9);
+    assert_eq!(
+        state(&group).await.1.len(),
+        3,
+        "another incarnation applied"
+    );
+    assert_eq!(group.replicated().unwrap(), (9, 7));
     group.shutdown().await;
 }

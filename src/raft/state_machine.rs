@@ -194,8 +194,17 @@ impl Shared {
         (name, path)
     }
 
-    /// Makes `file` the current snapshot, durably, and removes the previous one.
-    fn set_current(&self, snap: CurrentSnapshot) -> Result<()> {
+    /// Makes `snap` the current snapshot, durably, and removes the previous
+    /// one; returns false, changing nothing, if the current one is newer (a
+    /// build that started before an install and finished after it).
+    fn set_current(&self, snap: CurrentSnapshot) -> Result<bool> {
+        let mut current = self.current.lock().unwrap();
+        if current
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id > snap.meta.last_log_id)
+        {
+            return Ok(false);
+        }
         let tmp = self.snapshot_dir.join("current.json.tmp");
         std::fs::write(
             &tmp,
@@ -203,11 +212,13 @@ impl Shared {
         )?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, self.snapshot_dir.join("current.json"))?;
-        let old = self.current.lock().unwrap().replace(snap);
-        if let Some(old) = old {
+        // The rename is durable only once the directory is synced; until
+        // then the old file must stay.
+        std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
+        if let Some(old) = current.replace(snap) {
             let _ = std::fs::remove_file(self.snapshot_dir.join(old.file));
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -265,7 +276,13 @@ fn apply_entry(
         EntryPayload::Normal(Proposal::Replicated(batch)) => {
             // Skip what the table holds already, and record the new leader
             // index in the same transaction as the data it stands for.
-            let (mut held, _) = replicated_state(&w.reader())?;
+            let (mut held, epoch) = replicated_state(&w.reader())?;
+            // Entries of another incarnation of the leader's table never mix
+            // with those held (two workers overlapping around a re-creation):
+            // the table changes incarnation only by a recovery's swap.
+            if held > 0 && batch.epoch != epoch {
+                return Ok(Vec::new());
+            }
             let mut results = Vec::new();
             for e in &batch.entries {
                 if e.leader_index <= held {
@@ -328,6 +345,18 @@ fn apply_command(
         _ => {}
     }
     Ok(result)
+}
+
+/// Removes the files in `dir` whose names start with `prefix`.
+fn remove_files(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The leader index and epoch a follower cluster's table holds ((0, 0): none).
@@ -442,9 +471,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         out.sync_all().await.map_err(io)?;
         let shared = self.shared.clone();
         let meta = meta.clone();
+        let snapshot_dir = self.shared.snapshot_dir.clone();
         blocking(move || {
             shared.load_from(&path)?;
-            shared.set_current(CurrentSnapshot { meta, file: name })
+            if !shared.set_current(CurrentSnapshot { meta, file: name })? {
+                let _ = std::fs::remove_file(&path);
+            }
+            // Every received file is copied or abandoned by now.
+            remove_files(&snapshot_dir, "recv-");
+            Ok(())
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e).into())
@@ -468,9 +503,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
-        let (name, path) = shared.new_snapshot_path("snap");
-        let build_path = path.clone();
-        let meta = blocking(move || {
+        let (name, build_path) = shared.new_snapshot_path("snap");
+        let (meta, file) = blocking(move || {
             shared.db.copy_to(&build_path)?;
             // Read the copy's own applied state, so meta and data agree.
             let (last_log_id, last_membership) =
@@ -484,20 +518,64 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 last_membership,
                 snapshot_id: id,
             };
-            shared.set_current(CurrentSnapshot {
+            // Opened first: an older build is returned but not kept.
+            let file = std::fs::File::open(&build_path)?;
+            let current = CurrentSnapshot {
                 meta: meta.clone(),
                 file: name,
-            })?;
-            Ok(meta)
+            };
+            if !shared.set_current(current)? {
+                std::fs::remove_file(&build_path)?;
+            }
+            Ok((meta, file))
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let file = tokio::fs::File::from_std(file);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn snapshot_at(sm: &Shared, index: u64) -> (CurrentSnapshot, PathBuf) {
+        let (name, path) = sm.new_snapshot_path("snap");
+        std::fs::write(&path, b"a snapshot").unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{index}-{name}"),
+        };
+        (CurrentSnapshot { meta, file: name }, path)
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = MvccDb::open(&dir.path().join("sm"), 1 << 24).unwrap();
+        let sm = StateMachine::open(db, &dir.path().join("snapshots")).unwrap();
+        let shared = sm.shared();
+        let (installed, installed_path) = snapshot_at(&shared, 20);
+        let (built, built_path) = snapshot_at(&shared, 10);
+        assert!(shared.set_current(installed).unwrap());
+        // A build that started before the install and ended after it.
+        assert!(!shared.set_current(built).unwrap());
+        let current = shared.current.lock().unwrap().clone().unwrap();
+        assert_eq!(current.meta.last_log_id.unwrap().index, 20);
+        assert!(installed_path.exists());
+        assert!(
+            built_path.exists(),
+            "the caller decides about the stale file"
+        );
+        let (newer, _) = snapshot_at(&shared, 30);
+        assert!(shared.set_current(newer).unwrap());
+        assert!(!installed_path.exists(), "the replaced snapshot is removed");
     }
 }

@@ -515,6 +515,16 @@ impl Follower {
                 header.table
             )));
         }
+        // A lagging node of the leader cluster (behind a load balancer, say)
+        // must not take the table back in time.
+        let (held, held_epoch) = self.registry.get(table).await?.replicated()?;
+        if header.epoch == held_epoch && header.leader_index < held {
+            return Err(Error::Internal(format!(
+                "the leader's snapshot of {table:?} is at leader index {}, behind the {held} \
+                 held here; retrying",
+                header.leader_index
+            )));
+        }
         let new_epoch = new_epoch().max(old_epoch + 1);
         let cfg = self.registry.table_config(table, new_epoch);
         // Until the swap has opened it, nothing else knows this incarnation.
@@ -628,9 +638,17 @@ where
                 "snapshot chunk at byte {bytes} is corrupt (checksum mismatch)"
             )));
         }
+        bytes += chunk.data.len() as u64;
+        // A leader may not send more than it announced: a disk is not
+        // filled on its word.
+        if bytes > header.size {
+            return Err(Error::Corrupt(format!(
+                "snapshot stream sent more than the {} bytes its header announced",
+                header.size
+            )));
+        }
         whole.update(&chunk.data);
         out.write_all(&chunk.data).await?;
-        bytes += chunk.data.len() as u64;
         if bytes_per_second > 0 {
             let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
@@ -709,5 +727,11 @@ mod tests {
 
         let headless = vec![data(b"abc"), trailer(b"abc")];
         assert!(receive(headless).await.is_err());
+
+        // More than announced is refused at the chunk that passes the
+        // announced size, before it is written.
+        let endless = vec![header(4), data(b"abc"), data(b"def"), data(b"ghi")];
+        let e = receive(endless).await.unwrap_err().to_string();
+        assert!(e.contains("more than the 4 bytes"), "{e}");
     }
 }

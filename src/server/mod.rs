@@ -126,6 +126,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let registry = Registry::open(cfg.registry.clone()).await?;
+    // Copies streamed to or from other clusters live only as long as their
+    // stream or recovery: whatever a crash left there is garbage.
+    match std::fs::remove_dir_all(cfg.replication_scratch_dir()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     let follower = match &cfg.follow {
         Some(f) => Some(Follower::new(
             f.clone(),
