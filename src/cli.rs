@@ -210,7 +210,8 @@ pub struct LeaderArgs {
     #[arg(
         long = "raft.max-in-mem-log-size",
         env = "ARMADA_RAFT_MAX_IN_MEM_LOG_SIZE",
-        default_value_t = 6291456
+        default_value = "6291456",
+        value_parser = parse_size
     )]
     pub raft_max_in_mem_log_size: u64,
     /// Writes that may wait for the table's raft leader to propose and
@@ -265,14 +266,16 @@ pub struct LeaderArgs {
     #[arg(long = "rest.read-timeout", env = "ARMADA_REST_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub rest_read_timeout: Duration,
 
-    /// LMDB map size per environment, in bytes; a full map raises etcd's NOSPACE alarm.
-    #[arg(long = "storage.map-size", env = "ARMADA_STORAGE_MAP_SIZE", default_value_t = 8 << 30)]
-    pub storage_map_size: usize,
+    /// LMDB map size per environment (bytes, or with a unit: 64MiB, 8GiB);
+    /// writes past 90% of it raise etcd's NOSPACE alarm.
+    #[arg(long = "storage.map-size", env = "ARMADA_STORAGE_MAP_SIZE", default_value = "8GiB", value_parser = parse_size)]
+    pub storage_map_size: u64,
     /// Accepted for Regatta compatibility; LMDB uses the OS page cache instead.
     #[arg(
         long = "storage.block-cache-size",
         env = "ARMADA_STORAGE_BLOCK_CACHE_SIZE",
-        default_value_t = 16777216
+        default_value = "16777216",
+        value_parser = parse_size
     )]
     pub storage_block_cache_size: u64,
     /// Accepted for Regatta compatibility; LMDB keeps no table cache.
@@ -302,7 +305,8 @@ pub struct LeaderArgs {
     #[arg(
         long = "replication.max-send-message-size-bytes",
         env = "ARMADA_REPLICATION_MAX_SEND_MESSAGE_SIZE_BYTES",
-        default_value_t = 4194304
+        default_value = "4194304",
+        value_parser = parse_size
     )]
     pub replication_max_send_message_size_bytes: u64,
     /// Replication TLS certificate: the server's on a leader, the client's
@@ -361,7 +365,8 @@ pub struct FollowerArgs {
     #[arg(
         long = "replication.max-snapshot-recv-bytes-per-second",
         env = "ARMADA_REPLICATION_MAX_SNAPSHOT_RECV_BYTES_PER_SECOND",
-        default_value_t = 0
+        default_value = "0",
+        value_parser = parse_size
     )]
     pub max_snapshot_recv_bytes_per_second: u64,
     /// Maximum number of concurrent snapshot recoveries.
@@ -393,7 +398,8 @@ impl FollowerArgs {
         cfg.follow = Some(FollowerConfig {
             leader_address: self.leader_address.clone(),
             tls: self.node.replication_tls()?,
-            poll_interval: self.poll_interval,
+            // A zero interval would turn every retry into a busy loop.
+            poll_interval: self.poll_interval.max(Duration::from_millis(10)),
             reconcile_interval: self.reconcile_interval,
             lease_interval: self.lease_interval,
             log_rpc_timeout: self.log_rpc_timeout.max(Duration::from_secs(1)),
@@ -436,10 +442,36 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs_f64(value * scale);
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
+}
+
+/// Parses a size in bytes: a plain number, or one with a unit, decimal
+/// (`kB`, `MB`, `GB`, `TB`) or binary (`KiB`, `MiB`, `GiB`, `TiB`, and `K`,
+/// `M`, `G`, `T` for them), case-insensitive: `64MiB`, `8GiB`, `500MB`.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let bad = || format!("invalid size {s:?} (examples: 4194304, 64MiB, 8GiB, 500MB)");
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let value: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let scale: u64 = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// `1=host:port,2=host:port` to the initial voters; empty is none.
@@ -654,9 +686,16 @@ impl LeaderArgs {
             .raft_state_machine_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("state-machine"));
-        let rtt_ms = (self.raft_rtt.as_millis() as u64).max(1);
-        let heartbeat_ms = rtt_ms * self.raft_heartbeat_rtt.max(1);
-        let election_ms = rtt_ms * self.raft_election_rtt.max(2);
+        let rtt_ms = u64::try_from(self.raft_rtt.as_millis())
+            .map_err(|_| Error::InvalidInput("--raft.rtt is too large".into()))?
+            .max(1);
+        let ticks = |rtts: u64, flag: &str| {
+            rtt_ms
+                .checked_mul(rtts)
+                .ok_or_else(|| Error::InvalidInput(format!("--raft.rtt times {flag} is too large")))
+        };
+        let heartbeat_ms = ticks(self.raft_heartbeat_rtt.max(1), "--raft.heartbeat-rtt")?;
+        let election_ms = ticks(self.raft_election_rtt.max(2), "--raft.election-rtt")?;
         // A follower must see several heartbeats within the shortest
         // election timeout (a third of the election RTTs, see raft::group).
         if election_ms <= 3 * heartbeat_ms {
@@ -704,7 +743,9 @@ impl LeaderArgs {
                     wal_dir: PathBuf::new(),
                     state_machine_dir: PathBuf::new(),
                     snapshot_dir: PathBuf::new(),
-                    map_size: self.storage_map_size,
+                    map_size: usize::try_from(self.storage_map_size).map_err(|_| {
+                        Error::InvalidInput("--storage.map-size is too large".into())
+                    })?,
                     heartbeat_ms,
                     election_ms,
                     snapshot_entries: self.raft_snapshot_entries,
@@ -772,12 +813,50 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
 mod tests {
     use super::*;
 
+    /// `armada leader <extra>`'s node configuration.
+    fn leader(extra: &[&str]) -> Result<NodeConfig> {
+        let mut argv = vec!["armada", "leader"];
+        argv.extend(extra);
+        let Command::Leader(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("leader")
+        };
+        args.node_config()
+    }
+
     #[test]
     fn go_durations() {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse_duration("1m0s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("5 parsecs").is_err());
+        // Overflow is an error, never a panic.
+        assert!(parse_duration("99999999999999999999999h").is_err());
+        assert!(parse_duration("5000000000000000h5000000000000000h").is_err());
+    }
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("4194304"), Ok(4 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("8gib"), Ok(8 << 30));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1 kB"), Ok(1000));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("99999999999999999999999").is_err());
+        assert!(leader(&["--storage.map-size=64MiB"]).is_ok());
+        let huge = [
+            "--raft.rtt=1000000000000000000ms",
+            "--raft.election-rtt=100",
+        ];
+        assert!(leader(&huge).unwrap_err().to_string().contains("too large"));
+        assert!(leader(&["--raft.rtt=100000000000000000000ms"]).is_err());
     }
 
     #[test]
@@ -789,14 +868,6 @@ mod tests {
         for bad in ["1", "x=h:1", "0=h:1", "1=", "1=http://h:1", "1=h:1,1=h:2"] {
             assert!(parse_initial_members(bad).is_err(), "{bad}");
         }
-        let leader = |extra: &[&str]| {
-            let mut argv = vec!["armada", "leader"];
-            argv.extend(extra);
-            let Command::Leader(args) = Cli::try_parse_from(argv).unwrap().command else {
-                panic!("leader")
-            };
-            args.node_config()
-        };
         let ok = leader(&[
             "--raft.node-id=2",
             "--raft.address=127.0.0.1:5013",

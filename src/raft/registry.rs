@@ -714,7 +714,7 @@ impl Registry {
         };
         let lease = ReplicationLease {
             holder,
-            expires_ms: now + ttl.as_millis() as u64,
+            expires_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
         };
         let value = serde_json::to_vec(&lease).map_err(|e| Error::Internal(e.to_string()))?;
         let txn = TxnRequest {
