@@ -3,13 +3,21 @@
 //! `UPDATE_GOLDEN=1` rewriting, the committed `.golden` transcript) and then
 //! against a fresh Armada, which must reproduce the golden exactly.
 //!
-//! Environment: `UPDATE_GOLDEN=1` rewrites goldens from etcd;
-//! `COMPAT_FILTER=<substring>` runs only matching files;
-//! `COMPAT_JOBS=<n>` sets the number of files run in parallel (default 2);
-//! `COMPAT_SKIP_ARMADA=1` skips the Armada half (local iteration only).
-//! Files marked [`ARMADA_ONLY`] have hand-written goldens (etcd 3.5
-//! behaviour that 3.4.23 lacks) and skip the etcd half. A `# flags:` line
-//! passes per-file server flags (see [`crate::flags`]).
+//! The departures suite (`departures/`) is the one exception, and it is kept
+//! apart so that no golden in `scenarios/` or `etcdctl/` is anything but
+//! etcd 3.4.23's own output: each of its files says which etcd >= 3.5
+//! behaviour Armada follows where 3.4.23 cannot produce it (the
+//! [`DEPARTS`] line), and its goldens are Armada's transcripts, reviewed by
+//! hand and rewritten only from Armada.
+//!
+//! Environment, for local iteration only: `UPDATE_GOLDEN=1` rewrites
+//! goldens; `COMPAT_FILTER=<substring>` runs only matching files;
+//! `COMPAT_SKIP_ARMADA=1` skips the Armada half; `COMPAT_ALLOW_MISSING_ETCD=1`
+//! lets a machine without etcd check Armada against the goldens alone. Under
+//! CI (`CI` set, as `.ci/run` does) all four are ignored: the whole suite
+//! runs, against both servers, and a missing etcd or etcdctl fails it.
+//! `COMPAT_JOBS=<n>` sets the number of files run in parallel (default 2).
+//! A `# flags:` line passes per-file server flags (see [`crate::flags`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,11 +27,10 @@ use crate::flags::ServerFlags;
 use crate::server::{armada_bin, etcd_available, Server};
 use crate::{dsl, etcdctl, runner};
 
-/// A line starting with this marks a case file whose golden is written by
-/// hand because etcd 3.4.23 cannot produce the etcd >= 3.5 behaviour Armada
-/// targets (the reason follows the marker). Such files are never run
-/// against etcd nor rewritten by `UPDATE_GOLDEN=1`.
-pub const ARMADA_ONLY: &str = "# armada-only:";
+/// Every file of the departures suite starts a line with this, followed by
+/// the etcd >= 3.5 behaviour it covers and why 3.4.23 cannot produce it;
+/// no file of the differential suites may.
+pub const DEPARTS: &str = "# armada-only:";
 
 /// Which kind of case files a suite runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +39,8 @@ pub enum Suite {
     Scenarios,
     /// etcdctl cases in `etcdctl/` (see [`crate::etcdctl`]).
     Etcdctl,
+    /// gRPC scenarios in `departures/`, run against Armada only.
+    Departures,
 }
 
 impl Suite {
@@ -40,28 +49,69 @@ impl Suite {
         let sub = match self {
             Suite::Scenarios => "scenarios",
             Suite::Etcdctl => "etcdctl",
+            Suite::Departures => "departures",
         };
         Path::new(env!("CARGO_MANIFEST_DIR")).join(sub)
     }
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+/// Whether this runs under CI, where no switch may narrow the suite.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// A local-iteration switch: set to exactly `1`, and ignored under CI.
+fn switch(name: &str) -> bool {
+    let set = std::env::var(name).is_ok_and(|v| v == "1");
+    if set && under_ci() {
+        eprintln!("notice: {name}=1 is ignored under CI");
+        return false;
+    }
+    set
 }
 
 /// Whether goldens are being rewritten (`UPDATE_GOLDEN=1`).
 pub fn update_golden() -> bool {
-    env_flag("UPDATE_GOLDEN")
+    switch("UPDATE_GOLDEN")
 }
 
 /// Whether the Armada half is skipped (`COMPAT_SKIP_ARMADA=1`).
 pub fn skip_armada() -> bool {
-    env_flag("COMPAT_SKIP_ARMADA")
+    switch("COMPAT_SKIP_ARMADA")
 }
 
-/// The suite's case files, sorted, filtered by `COMPAT_FILTER`.
+/// Whether a machine without etcd or etcdctl may check Armada against the
+/// goldens alone (`COMPAT_ALLOW_MISSING_ETCD=1`); never under CI.
+pub fn allow_missing_etcd() -> bool {
+    switch("COMPAT_ALLOW_MISSING_ETCD")
+}
+
+/// True if real etcd is there to compare with. Without it, fails the test
+/// unless `COMPAT_ALLOW_MISSING_ETCD=1` (never under CI) lets the caller
+/// check Armada alone.
+pub fn require_etcd() -> bool {
+    if etcd_available() {
+        return true;
+    }
+    assert!(
+        allow_missing_etcd(),
+        "/usr/bin/etcd is missing: install Debian's etcd-server (the README's test \
+         command does), or set COMPAT_ALLOW_MISSING_ETCD=1 outside CI"
+    );
+    eprintln!("notice: /usr/bin/etcd not found; skipping the etcd half");
+    false
+}
+
+/// The suite's case files, sorted, filtered by `COMPAT_FILTER` (not under CI).
 pub fn case_files(suite: Suite) -> Vec<PathBuf> {
-    let filter = std::env::var("COMPAT_FILTER").unwrap_or_default();
+    let filter = match std::env::var("COMPAT_FILTER") {
+        Ok(f) if !f.is_empty() && under_ci() => {
+            eprintln!("notice: COMPAT_FILTER is ignored under CI");
+            String::new()
+        }
+        Ok(f) => f,
+        Err(_) => String::new(),
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(suite.dir())
         .unwrap_or_else(|e| panic!("read {}: {e}", suite.dir().display()))
         .map(|e| e.expect("dir entry").path())
@@ -81,7 +131,7 @@ fn transcript(suite: Suite, path: &Path, server: &Server) -> Result<String, Stri
         .expect("runtime");
     let ep = server.endpoint();
     match suite {
-        Suite::Scenarios => {
+        Suite::Scenarios | Suite::Departures => {
             let items = dsl::parse_script(&src)?;
             rt.block_on(runner::run_script(&ep, &items))
         }
@@ -99,13 +149,32 @@ fn run_file(suite: Suite, path: &Path) -> Vec<String> {
     let golden_path = path.with_extension("golden");
     let mut failures = Vec::new();
     let src = std::fs::read_to_string(path).unwrap_or_default();
-    let armada_only = src.lines().any(|l| l.starts_with(ARMADA_ONLY));
+    let departs = src.lines().any(|l| l.starts_with(DEPARTS));
     let flags = match ServerFlags::parse(&src) {
         Ok(f) => f,
         Err(e) => return vec![format!("{name}: {e}")],
     };
-    if armada_only {
-        eprintln!("notice: {name} is armada-only (hand-written golden); etcd half skipped");
+    if suite == Suite::Departures {
+        if !departs {
+            return vec![format!(
+                "{name}: a departure must say why on a `{DEPARTS}` line"
+            )];
+        }
+        if update_golden() {
+            let server = Server::armada_with(&flags);
+            match transcript(suite, path, &server) {
+                Err(e) => failures.push(format!("{name} [armada]: {e}")),
+                Ok(actual) => {
+                    std::fs::write(&golden_path, &actual).expect("write golden");
+                    eprintln!("updated {} from Armada: review it", golden_path.display());
+                }
+            }
+            return failures;
+        }
+    } else if departs {
+        return vec![format!(
+            "{name}: a `{DEPARTS}` file has no etcd golden: it belongs in departures/"
+        )];
     } else if etcd_available() {
         let server = Server::etcd_with(&flags);
         match transcript(suite, path, &server) {
@@ -145,7 +214,7 @@ fn run_file(suite: Suite, path: &Path) -> Vec<String> {
         match transcript(suite, path, &server) {
             Err(e) => failures.push(format!("{name} [armada]: {e}")),
             Ok(actual) if actual != golden => failures.push(format!(
-                "{name} [armada]: transcript differs from the etcd golden (- etcd, + armada):\n{}",
+                "{name} [armada]: transcript differs from the golden (- golden, + armada):\n{}",
                 diff(&golden, &actual)
             )),
             Ok(_) => {}
@@ -157,14 +226,24 @@ fn run_file(suite: Suite, path: &Path) -> Vec<String> {
 /// Runs a whole suite with `COMPAT_JOBS` files in parallel, panicking with
 /// every failure report at the end.
 pub fn run_suite(suite: Suite) {
-    if suite == Suite::Etcdctl && !crate::server::etcdctl_available() {
-        eprintln!("notice: /usr/bin/etcdctl not found; skipping the etcdctl cases");
-        return;
-    }
-    if !etcd_available() {
-        eprintln!(
-            "notice: /usr/bin/etcd not found; checking Armada against committed goldens only"
+    let missing = if !etcd_available() {
+        Some("/usr/bin/etcd")
+    } else if suite == Suite::Etcdctl && !crate::server::etcdctl_available() {
+        Some("/usr/bin/etcdctl")
+    } else {
+        None
+    };
+    if let Some(missing) = missing.filter(|_| suite != Suite::Departures) {
+        assert!(
+            allow_missing_etcd(),
+            "{missing} is missing: install Debian's etcd-server and etcd-client (the \
+             README's test command does), or set COMPAT_ALLOW_MISSING_ETCD=1 outside CI"
         );
+        if suite == Suite::Etcdctl {
+            eprintln!("notice: {missing} not found; skipping the etcdctl cases");
+            return;
+        }
+        eprintln!("notice: {missing} not found; checking Armada against the goldens only");
     }
     if skip_armada() {
         eprintln!("notice: COMPAT_SKIP_ARMADA set; the Armada half is skipped");

@@ -3,8 +3,8 @@
 //! ranged gets with prefix/limit/sort, compare-and-swap txns, compaction,
 //! and Status / MemberList / Alarm / HashKV sanity.
 
-use compat_tests::server::{etcd_available, Server};
-use compat_tests::suite::skip_armada;
+use compat_tests::server::Server;
+use compat_tests::suite::{require_etcd, skip_armada};
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, DeleteOptions, Error, GetOptions,
     PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
@@ -191,8 +191,7 @@ async fn exercise(server: &Server, version_prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_client_against_etcd() {
-    if !etcd_available() {
-        eprintln!("notice: /usr/bin/etcd not found; skipping the etcd half");
+    if !require_etcd() {
         return;
     }
     let server = Server::etcd();

@@ -19,8 +19,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use compat_tests::server::{etcd_available, Server};
-use compat_tests::suite::{diff, skip_armada};
+use compat_tests::server::Server;
+use compat_tests::suite::{diff, require_etcd, skip_armada};
 use etcd_client::{
     AlarmAction, AlarmOptions, AlarmType, Client, Error, EventType, GetOptions, LeaderKey,
     LeaseGrantOptions, LeaseTimeToLiveOptions, LockOptions, ProclaimOptions, PutOptions,
@@ -610,7 +610,7 @@ async fn exercise(server: &Server) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_lock_election_alarm_same_on_etcd_and_armada() {
-    let etcd = if etcd_available() {
+    let etcd = if require_etcd() {
         let log = exercise(&Server::etcd()).await;
         eprintln!("etcd log:\n{}", log.join("\n"));
         assert!(
@@ -619,7 +619,6 @@ async fn lease_lock_election_alarm_same_on_etcd_and_armada() {
         );
         Some(log)
     } else {
-        eprintln!("notice: /usr/bin/etcd not found; skipping the etcd half");
         None
     };
     if skip_armada() {

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use compat_tests::flags::ServerFlags;
-use compat_tests::server::{etcd_available, Server};
-use compat_tests::suite::skip_armada;
+use compat_tests::server::Server;
+use compat_tests::suite::{require_etcd, skip_armada};
 use etcd_client::{Client, WatchOptions, WatchResponse, WatchStream};
 
 /// Upper bound for one expected watch response.
@@ -178,10 +178,9 @@ fn flags() -> ServerFlags {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_same_on_etcd_and_armada() {
-    let etcd = if etcd_available() {
+    let etcd = if require_etcd() {
         Some(exercise(&Server::etcd_with(&flags())).await)
     } else {
-        eprintln!("notice: /usr/bin/etcd not found; skipping the etcd half");
         None
     };
     if skip_armada() {

@@ -34,9 +34,9 @@ fn check_grpc_limit(m: &impl Message) -> Result<(), Status> {
     Ok(())
 }
 
-/// etcd rejects a proposal whose encoding exceeds `--max-request-bytes`.
+/// etcd rejects a proposal whose raft entry exceeds `--max-request-bytes`.
 fn check_size(m: &impl Message) -> Result<(), Status> {
-    if m.encoded_len() > validate::MAX_REQUEST_BYTES {
+    if validate::raft_request_size(m.encoded_len()) > validate::MAX_REQUEST_BYTES {
         return Err(EtcdError::RequestTooLarge.into());
     }
     Ok(())

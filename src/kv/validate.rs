@@ -15,6 +15,22 @@ use crate::pb::etcdserverpb::{
 pub const MAX_TXN_OPS: usize = 128;
 /// etcd's `--max-request-bytes` default (1.5 MiB).
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// What etcd's raft entry adds to a request's own encoding before it
+/// compares the entry with `--max-request-bytes`: the `InternalRaftRequest`
+/// header (field tag, length and a request id that is a 10-byte varint when
+/// the id's top bit is set, as it is for half of all member ids) and the
+/// request's field tag. The length of the request follows, see
+/// [`raft_request_size`].
+const RAFT_REQUEST_OVERHEAD: usize = 13 + 1;
+
+/// The size of etcd's raft entry for a request encoded in `len` bytes, the
+/// size etcd checks against `--max-request-bytes`: a Put of key `k` is
+/// accepted with a 1572840-byte value and refused with 1572841, as etcd
+/// 3.4.23 does for a member whose request ids have the top bit set.
+pub fn raft_request_size(len: usize) -> usize {
+    RAFT_REQUEST_OVERHEAD + prost::length_delimiter_len(len) + len
+}
+
 /// gRPC receive limit: the request limit plus 512 KiB, as etcd sets it.
 pub const MAX_GRPC_RECV_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
 /// The hard decode limit of the transport: a memory bound, above the gRPC
@@ -204,6 +220,19 @@ mod tests {
             success,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn request_size_as_etcd_counts_it() {
+        use prost::Message;
+        let put = |n: usize| PutRequest {
+            key: b"k".to_vec(),
+            value: vec![b'x'; n],
+            ..Default::default()
+        };
+        let size = |n| raft_request_size(put(n).encoded_len());
+        assert_eq!(size(1_572_840), MAX_REQUEST_BYTES);
+        assert_eq!(size(1_572_841), MAX_REQUEST_BYTES + 1);
     }
 
     #[test]
