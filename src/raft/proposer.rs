@@ -28,9 +28,11 @@ use crate::kv::command::{Command, CommandResult, Proposal};
 
 /// Proposals in flight at once: one on disk while the next one fills up.
 const IN_FLIGHT: usize = 2;
-/// Upper bounds of one batch, well below what a Raft entry may hold.
+/// Upper bounds of one batch. In bytes, about one AppendEntries' budget:
+/// an entry must reach the raft followers within one heartbeat (openraft's
+/// AppendEntries timeout), so only a single large command makes a larger one.
 const MAX_BATCH_COMMANDS: usize = 512;
-const MAX_BATCH_BYTES: usize = 2 << 20;
+const MAX_BATCH_BYTES: usize = super::network::APPEND_BUDGET as usize;
 
 /// Why a proposal did not produce results.
 #[derive(Clone, Debug)]

@@ -37,7 +37,7 @@ use tonic::Status;
 use super::wire::entry_from_wire;
 use super::RemoveOnDrop;
 use crate::error::{Error, Result};
-use crate::kv::command::{Applied, Command, Replicated};
+use crate::kv::command::{Applied, Command, Replicated, ReplicatedEntry};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::etcdserverpb::lease_client::LeaseClient;
 use crate::pb::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -433,15 +433,17 @@ impl Follower {
                 .map(entry_from_wire)
                 .collect::<Result<Vec<_>>>()?;
             let events = entries.len() as u64;
-            let applied = if entries.is_empty() {
-                group.replicated()?.0
-            } else {
-                group
-                    .write_replicated(Replicated {
-                        epoch: msg.epoch,
-                        entries,
-                    })
-                    .await?
+            let mut applied = None;
+            for entries in raft_sized(entries) {
+                let batch = Replicated {
+                    epoch: msg.epoch,
+                    entries,
+                };
+                applied = Some(group.write_replicated(batch).await?);
+            }
+            let applied = match applied {
+                Some(applied) => applied,
+                None => group.replicated()?.0,
             };
             // Entries without commands are skipped on the leader: `sent_through`
             // says how far this message really brought us.
@@ -605,6 +607,28 @@ impl Follower {
 /// trailer's size and whole-file CRC-32; syncs the file. Any mismatch, or
 /// a stream that ends early, is an error. `bytes_per_second` (0: no limit)
 /// paces the reception.
+/// Splits a leader message's entries into raft entries of about one
+/// AppendEntries' byte budget (at least one leader entry each): a raft
+/// entry must reach the table's raft followers within one heartbeat, and a
+/// leader message can be megabytes.
+fn raft_sized(entries: Vec<ReplicatedEntry>) -> Vec<Vec<ReplicatedEntry>> {
+    let budget = crate::raft::network::APPEND_BUDGET as usize;
+    let mut out: Vec<Vec<ReplicatedEntry>> = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        let size: usize = e.commands.iter().map(Command::encoded_len).sum();
+        match out.last_mut() {
+            Some(last) if bytes + size <= budget => last.push(e),
+            _ => {
+                out.push(vec![e]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    out
+}
+
 pub async fn receive_snapshot<S>(
     mut stream: S,
     path: &Path,
@@ -733,5 +757,26 @@ mod tests {
         let endless = vec![header(4), data(b"abc"), data(b"def"), data(b"ghi")];
         let e = receive(endless).await.unwrap_err().to_string();
         assert!(e.contains("more than the 4 bytes"), "{e}");
+    }
+
+    #[test]
+    fn leader_messages_become_raft_sized_entries() {
+        use crate::pb::etcdserverpb::PutRequest;
+        let entry = |i: u64, kib: usize| ReplicatedEntry {
+            leader_index: i,
+            commands: vec![Command::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; kib << 10],
+                ..Default::default()
+            })],
+        };
+        let sizes = [100, 100, 100, 1000, 10, 10];
+        let entries = (sizes.iter().enumerate()).map(|(i, kib)| entry(i as u64 + 1, *kib));
+        let split = raft_sized(entries.collect());
+        let indexes: Vec<Vec<u64>> = (split.iter())
+            .map(|c| c.iter().map(|e| e.leader_index).collect())
+            .collect();
+        assert_eq!(indexes, [vec![1, 2], vec![3], vec![4], vec![5, 6]]);
+        assert!(raft_sized(Vec::new()).is_empty());
     }
 }
