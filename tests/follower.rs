@@ -757,3 +757,30 @@ async fn a_follower_pointed_at_another_leader_cluster_keeps_its_tables() {
     wait_same(&leader, &follower, "extra").await;
     assert!(replication_status(&follower).await.last_error.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_to_a_forwarded_write_reaches_the_client() {
+    let pair = start().await;
+    let leader = channel(&pair.leader).await;
+    let follower = channel(&pair.follower).await;
+    let value = "x".repeat(1 << 20);
+    for i in 0..6 {
+        put(&leader, "default", &format!("big/{i}"), &value).await;
+    }
+    wait_same(&leader, &follower, "default").await;
+    // 6 MiB of prev_kvs, past gRPC's 4 MiB default on the forwarding hop.
+    let deleted = KvClient::new(follower.clone())
+        .max_decoding_message_size(64 << 20)
+        .delete_range(DeleteRangeRequest {
+            key: b"big/".to_vec(),
+            range_end: b"big0".to_vec(),
+            prev_kv: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 6);
+    assert_eq!(deleted.prev_kvs.len(), 6);
+    assert!(deleted.prev_kvs.iter().all(|kv| kv.value.len() == 1 << 20));
+    wait_same(&leader, &follower, "default").await;
+}

@@ -558,7 +558,12 @@ impl Follower {
     /// A client's write on the leader cluster's `table` (etcd errors
     /// unchanged); the caller waits for it to be replicated back.
     pub async fn forward_write(&self, table: &str, cmd: Command) -> Result<Applied, Status> {
-        let mut kv = KvClient::new(self.leader.clone());
+        // The answer can be as large as the leader may send (etcd's 2 GiB
+        // send limit: a DeleteRange with prev_kv, a Txn with ranges); a
+        // smaller decode limit would report a committed write as failed,
+        // and the client's retry would apply it twice.
+        let mut kv =
+            KvClient::new(self.leader.clone()).max_decoding_message_size(i32::MAX as usize);
         Ok(match cmd {
             Command::Put(r) => Applied::Put(kv.put(table_request(table, r)).await?.into_inner()),
             Command::DeleteRange(r) => {

@@ -65,6 +65,7 @@ pub async fn dump(ch: &Channel, table: &str) -> Result<(i64, Vec<KeyValue>), ton
         ..Default::default()
     };
     let resp = KvClient::new(ch.clone())
+        .max_decoding_message_size(256 << 20)
         .range(table_request(table, req))
         .await?
         .into_inner();
