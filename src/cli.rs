@@ -104,6 +104,9 @@ pub struct LeaderArgs {
     /// Development mode: verbose, human-friendly logs.
     #[arg(long = "dev-mode", env = "ARMADA_DEV_MODE")]
     pub dev_mode: bool,
+    /// Tests only: abort the process at this named step (see crash_point).
+    #[arg(long = "debug.crash-at", hide = true)]
+    pub debug_crash_at: Option<String>,
 
     /// etcd API server address.
     #[arg(
@@ -597,6 +600,9 @@ impl LeaderArgs {
     }
 
     pub fn node_config(&self) -> Result<NodeConfig> {
+        if let Some(point) = &self.debug_crash_at {
+            crate::crash_point::arm(point)?;
+        }
         let api_tls = port_tls(
             "api",
             &self.api_address,

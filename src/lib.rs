@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod crash_point;
 pub mod error;
 pub mod kv;
 pub mod pb;

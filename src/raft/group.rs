@@ -170,6 +170,7 @@ impl RaftGroup {
         let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
         let sm = StateMachine::open(db, &cfg.snapshot_dir)?;
         let shared = sm.shared();
+        shared.forget_stale_snapshot(LogStore::last_index(&log)?)?;
         let config = Config {
             cluster_name: format!("armada-{group_id}"),
             heartbeat_interval: cfg.heartbeat_ms,

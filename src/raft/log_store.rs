@@ -63,7 +63,9 @@ impl LogStore {
             if bound()? < log_id.index {
                 return Ok(false);
             }
+            crate::crash_point::reached("log.purge.before");
             db.purge(log_id.index, LAST_PURGED, &raw)?;
+            crate::crash_point::reached("log.purge.after");
             Ok(true)
         })
         .await?;
@@ -88,6 +90,16 @@ impl LogStore {
             .into_iter()
             .map(|(_, raw)| Ok(bincode::deserialize::<Entry>(&raw)?))
             .collect()
+    }
+
+    /// The index of the last entry the log holds or has purged (0: none).
+    pub fn last_index(db: &LogDb) -> crate::error::Result<u64> {
+        let last = db.last()?.map_or(0, |(index, _)| index);
+        let purged: Option<LogId> = match db.get_state(LAST_PURGED)? {
+            Some(raw) => bincode::deserialize(&raw)?,
+            None => None,
+        };
+        Ok(last.max(purged.map_or(0, |p| p.index)))
     }
 
     /// Marks an empty log as purged through `log_id`, for a group seeded

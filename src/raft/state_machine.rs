@@ -212,6 +212,7 @@ impl Shared {
         )?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, self.snapshot_dir.join("current.json"))?;
+        crate::crash_point::reached("snapshot.current.renamed");
         // The rename is durable only once the directory is synced; until
         // then the old file must stay.
         std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
@@ -223,6 +224,34 @@ impl Shared {
 }
 
 impl Shared {
+    /// Forgets the current snapshot if the state machine is ahead of both
+    /// it and the whole log (`log_last`): what a crash between loading an
+    /// installed snapshot and recording it leaves. openraft would purge the
+    /// log through the state machine and find an older snapshot, which it
+    /// refuses; with none, it builds one from the state machine at start.
+    pub(crate) fn forget_stale_snapshot(&self, log_last: u64) -> Result<()> {
+        let applied = self.applied_index()?;
+        let mut current = self.current.lock().unwrap();
+        let stale = current
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id.map_or(0, |l| l.index) < applied);
+        if applied <= log_last || !stale {
+            return Ok(());
+        }
+        tracing::warn!(
+            applied,
+            log_last,
+            "the state machine is ahead of its recorded snapshot and its log \
+             (a snapshot install was cut short): the snapshot is rebuilt"
+        );
+        std::fs::remove_file(self.snapshot_dir.join("current.json"))?;
+        std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
+        if let Some(old) = current.take() {
+            let _ = std::fs::remove_file(self.snapshot_dir.join(old.file));
+        }
+        Ok(())
+    }
+
     /// The index of the last log entry applied (0: none).
     pub(crate) fn applied_index(&self) -> Result<u64> {
         let (last, _) = self.db.read(applied_state)?;
@@ -473,7 +502,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let snapshot_dir = self.shared.snapshot_dir.clone();
         blocking(move || {
+            crate::crash_point::reached("snapshot.install.received");
             shared.load_from(&path)?;
+            crate::crash_point::reached("snapshot.install.loaded");
             if !shared.set_current(CurrentSnapshot { meta, file: name })? {
                 let _ = std::fs::remove_file(&path);
             }
@@ -506,6 +537,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (name, build_path) = shared.new_snapshot_path("snap");
         let (meta, file) = blocking(move || {
             shared.db.copy_to(&build_path)?;
+            crate::crash_point::reached("snapshot.build.copied");
             // Read the copy's own applied state, so meta and data agree.
             let (last_log_id, last_membership) =
                 SnapshotFile::open(&build_path)?.with(applied_state)?;

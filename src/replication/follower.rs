@@ -532,6 +532,7 @@ impl Follower {
         // Until the swap has opened it, nothing else knows this incarnation.
         let _seeding = self.registry.seeding(table, new_epoch);
         RaftGroup::seed(&cfg, &file, (header.leader_index, header.epoch)).await?;
+        crate::crash_point::reached("recovery.seeded");
         if !self
             .registry
             .swap_to_seeded(table, old_epoch, new_epoch)
@@ -541,6 +542,7 @@ impl Follower {
                 "table {table:?} changed while recovering; retrying"
             )));
         }
+        crate::crash_point::reached("recovery.swapped");
         tracing::info!(
             table,
             leader_index = header.leader_index,

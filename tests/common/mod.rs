@@ -222,6 +222,11 @@ impl Server {
         assert!(ok, "kill -{signal} {}", self.pid());
     }
 
+    /// True once the process has exited (reaped).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("wait on armada").is_some()
+    }
+
     /// SIGKILL (std's `Child::kill` is SIGKILL on Unix) and reap.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -314,6 +319,11 @@ impl Cluster {
 
     /// (Re)starts node `id` on its data directory and ports.
     pub fn restart(&mut self, id: usize) {
+        self.restart_with(id, &[]);
+    }
+
+    /// (Re)starts node `id` with `extra` flags besides the cluster's.
+    pub fn restart_with(&mut self, id: usize, extra: &[&str]) {
         let data = self.data_dir(id);
         let ports = self.nodes[id - 1].0;
         let mut args = vec![
@@ -322,6 +332,7 @@ impl Cluster {
             format!("--name=node{id}"),
         ];
         args.extend(self.extra.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.nodes[id - 1].1 = Some(Server::start_as(self.role, &data, ports, &args));
     }
@@ -356,6 +367,10 @@ impl Cluster {
 
     pub fn server(&self, id: usize) -> &Server {
         self.nodes[id - 1].1.as_ref().expect("node is down")
+    }
+
+    pub fn server_mut(&mut self, id: usize) -> &mut Server {
+        self.nodes[id - 1].1.as_mut().expect("node is down")
     }
 
     /// A channel to node `id` once it answers Status for its default table.

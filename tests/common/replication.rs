@@ -43,17 +43,20 @@ pub fn start_followers(replication: u16, lease_interval: &str) -> Cluster {
 /// A one-node follower cluster in `dir/follower` of the leader
 /// replicating on `replication`.
 pub fn start_follower(dir: &Path, replication: u16) -> Server {
-    Server::start_as(
-        "follower",
-        &dir.join("follower"),
-        Ports::pick(),
-        &[
-            &format!("--replication.leader-address=127.0.0.1:{replication}"),
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-            "--replication.lease-interval=3s",
-        ],
-    )
+    start_follower_with(dir, replication, &[])
+}
+
+/// [`start_follower`] with `extra` flags.
+pub fn start_follower_with(dir: &Path, replication: u16, extra: &[&str]) -> Server {
+    let leader = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let mut args = vec![
+        leader.as_str(),
+        "--replication.reconcile-interval=300ms",
+        "--replication.poll-interval=100ms",
+        "--replication.lease-interval=3s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_as("follower", &dir.join("follower"), Ports::pick(), &args)
 }
 
 /// (revision, every key-value) of `table`, serializable (local) read.
