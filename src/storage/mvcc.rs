@@ -561,39 +561,37 @@ impl MvccWrite for Writer<'_, '_> {
 
     fn compact(&mut self, previous: i64, rev: i64) -> Result<()> {
         // Only keys changed since the previous compaction can have versions
-        // that became superseded.
-        let from = keys::revision_key(previous.max(0) + 1, 0);
+        // that became superseded. They are taken from the change log in
+        // chunks, so memory stays bounded however much changed; a key seen
+        // in two chunks is compacted twice, which changes nothing the
+        // second time.
+        const CHUNK: usize = 10_000;
+        let mut from = keys::revision_key(previous.max(0) + 1, 0).to_vec();
         let to = keys::revision_key(rev, i64::MAX);
-        let mut candidates = BTreeSet::new();
-        for item in self
-            .dbs
-            .revs
-            .range(self.txn, &(Included(&from[..]), Included(&to[..])))?
-        {
-            let (_, change) = item?;
-            candidates.insert(change[1..].to_vec());
-        }
-        for key in candidates {
-            let lo = keys::version_key(&key, 0, 0);
-            let hi = keys::version_key(&key, rev, i64::MAX);
-            let mut versions = Vec::new();
+        loop {
+            let mut candidates = BTreeSet::new();
+            let mut next = None;
             for item in self
                 .dbs
-                .kv
-                .range(self.txn, &(Included(&lo[..]), Included(&hi[..])))?
+                .revs
+                .range(self.txn, &(Included(&from[..]), Included(&to[..])))?
             {
-                let (k, v) = item?;
-                versions.push((k.to_vec(), v.first() == Some(&TAG_TOMBSTONE)));
+                let (at, change) = item?;
+                if candidates.len() == CHUNK {
+                    next = Some(at.to_vec());
+                    break;
+                }
+                let key = change
+                    .get(1..)
+                    .ok_or_else(|| Error::Corrupt("an empty change-log entry".into()))?;
+                candidates.insert(key.to_vec());
             }
-            // Keep the newest version at or below `rev` unless it is a tombstone.
-            let keep_last = versions.last().is_some_and(|(_, tombstone)| !tombstone);
-            let drop = if keep_last {
-                versions.len() - 1
-            } else {
-                versions.len()
-            };
-            for (k, _) in &versions[..drop] {
-                self.dbs.kv.delete(self.txn, k)?;
+            for key in candidates {
+                self.compact_key(&key, rev)?;
+            }
+            match next {
+                Some(at) => from = at,
+                None => break,
             }
         }
         // The change log below the compaction revision is no longer needed.
@@ -602,5 +600,82 @@ impl MvccWrite for Writer<'_, '_> {
             .revs
             .delete_range(self.txn, &(Unbounded, Excluded(&below[..])))?;
         Ok(())
+    }
+}
+
+impl Writer<'_, '_> {
+    /// Removes `key`'s versions superseded at `rev`: all but the newest
+    /// at or below it, and that one too if it is a tombstone.
+    fn compact_key(&mut self, key: &[u8], rev: i64) -> Result<()> {
+        let lo = keys::version_key(key, 0, 0);
+        let hi = keys::version_key(key, rev, i64::MAX);
+        let mut versions = Vec::new();
+        for item in self
+            .dbs
+            .kv
+            .range(self.txn, &(Included(&lo[..]), Included(&hi[..])))?
+        {
+            let (k, v) = item?;
+            versions.push((k.to_vec(), v.first() == Some(&TAG_TOMBSTONE)));
+        }
+        let keep_last = versions.last().is_some_and(|(_, tombstone)| !tombstone);
+        let drop = if keep_last {
+            versions.len() - 1
+        } else {
+            versions.len()
+        };
+        for (k, _) in &versions[..drop] {
+            self.dbs.kv.delete(self.txn, k)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{MvccRead, MvccWrite};
+
+    #[test]
+    fn compaction_of_more_keys_than_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = MvccDb::open(dir.path(), 1 << 28).unwrap();
+        const KEYS: i64 = 25_000;
+        let put = |w: &mut Writer<'_, '_>, i: i64, rev: i64, version: i64| {
+            let kv = KeyValue {
+                key: format!("k{i:05}").into_bytes(),
+                value: b"v".to_vec(),
+                create_revision: 2 + i,
+                mod_revision: rev,
+                version,
+                lease: 0,
+            };
+            w.put(&kv, 0)
+        };
+        db.write(|w| {
+            for i in 0..KEYS {
+                put(w, i, 2 + i, 1)?;
+            }
+            for i in 0..KEYS {
+                put(w, i, 2 + KEYS + i, 2)?;
+            }
+            // A deleted key: its tombstone goes too.
+            w.tombstone(b"k00000", 2 + 2 * KEYS, 0)?;
+            w.compact(-1, 2 + 2 * KEYS)
+        })
+        .unwrap();
+        db.read(|r| {
+            let mut versions = 0;
+            for item in r.dbs.kv.iter(r.txn)? {
+                item?;
+                versions += 1;
+            }
+            assert_eq!(versions, KEYS - 1, "one version per live key");
+            let kv = r.get(b"k24999", 2 + 2 * KEYS)?.unwrap();
+            assert_eq!(kv.version, 2);
+            assert!(r.get(b"k00000", 2 + 2 * KEYS)?.is_none());
+            Ok(())
+        })
+        .unwrap();
     }
 }
