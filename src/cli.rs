@@ -125,6 +125,11 @@ pub struct LeaderArgs {
         default_value = "default"
     )]
     pub api_default_table: String,
+    /// The most tables a leader cluster holds: each costs file descriptors,
+    /// address space, a raft group and a replication worker per follower
+    /// cluster, so Tables.Create past it is refused (ResourceExhausted).
+    #[arg(long = "tables.max", env = "ARMADA_TABLES_MAX", default_value_t = 100)]
+    pub tables_max: usize,
     /// How often a watcher created with `progress_notify` gets a progress
     /// notification when it had no events (etcd's
     /// `--experimental-watch-progress-notify-interval`; at least 100ms).
@@ -732,6 +737,7 @@ impl LeaderArgs {
             rest_tls: server_tls("rest", rest_tls, &[crate::tls::ALPN_HTTP1])?,
             raft_tls: server_tls("raft", raft_tls, &[crate::tls::ALPN_H2])?,
             default_table: self.api_default_table.clone(),
+            max_tables: self.tables_max,
             watch_progress_interval: self.api_watch_progress_notify_interval,
             rest_listen,
             raft_listen,

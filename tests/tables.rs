@@ -238,3 +238,27 @@ async fn a_table_that_fails_to_open_leaves_the_others_serving() {
     assert!(broken.join("data.mdb").exists());
     assert_eq!(names(&ch).await, ["broken", "default", "fine"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_count_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Ports::pick(), &["--tables.max=3"]);
+    let ch = server.ready().await;
+    let create = |name: &str| {
+        let mut tables = TablesClient::new(ch.clone());
+        let req = CreateTableRequest { name: name.into() };
+        async move { tables.create(req).await }
+    };
+    create("a").await.unwrap();
+    create("b").await.unwrap();
+    let err = create("c").await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("--tables.max"), "{err:?}");
+    assert_eq!(names(&ch).await, ["a", "b", "default"]);
+    // Deleting one makes room again.
+    TablesClient::new(ch.clone())
+        .delete(DeleteTableRequest { name: "a".into() })
+        .await
+        .unwrap();
+    create("c").await.unwrap();
+}

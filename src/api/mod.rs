@@ -71,6 +71,8 @@ pub struct Context {
     pub upstream: Option<Arc<dyn Upstream>>,
     pub registry: Arc<Registry>,
     pub default_table: String,
+    /// The most tables Tables.Create allows (`--tables.max`).
+    pub max_tables: usize,
     pub cluster_id: u64,
     pub node_id: NodeId,
     /// This node as a member.

@@ -35,6 +35,12 @@ impl Tables for TablesService {
     ) -> Result<Response<CreateTableResponse>, Status> {
         self.refuse_on_follower()?;
         let name = request.into_inner().name;
+        let max = self.ctx.max_tables;
+        if self.ctx.registry.list().await?.len() >= max {
+            return Err(Status::resource_exhausted(format!(
+                "armada: this cluster has the most tables it allows ({max}, --tables.max)"
+            )));
+        }
         let epoch = self.ctx.registry.create(&name).await?;
         Ok(Response::new(CreateTableResponse {
             table: Some(TableInfo { name, epoch }),

@@ -67,6 +67,8 @@ pub struct NodeConfig {
     /// Mutual TLS of the Raft port; the client half is in the registry's config.
     pub raft_tls: Option<Arc<ServerConfig>>,
     pub default_table: String,
+    /// `--tables.max`.
+    pub max_tables: usize,
     /// `--api.watch-progress-notify-interval`.
     pub watch_progress_interval: Duration,
     pub rest_listen: SocketAddr,
@@ -179,6 +181,7 @@ pub async fn serve(
             .map(|f| Arc::new(ForwardToLeader(f)) as Arc<dyn Upstream>),
         registry: registry.clone(),
         default_table: cfg.default_table.clone(),
+        max_tables: cfg.max_tables,
         cluster_id,
         node_id: group.node_id,
         member: me.clone(),
