@@ -31,6 +31,7 @@ struct Leader {
     server: Server,
     _dir: tempfile::TempDir,
     replication: Channel,
+    replication_url: String,
     api: Channel,
 }
 
@@ -49,7 +50,8 @@ async fn start_leader() -> Leader {
         ],
     );
     let api = server.ready().await;
-    let replication = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+    let replication_url = format!("http://127.0.0.1:{port}");
+    let replication = Channel::from_shared(replication_url.clone())
         .unwrap()
         .connect()
         .await
@@ -58,6 +60,7 @@ async fn start_leader() -> Leader {
         server,
         _dir: dir,
         replication,
+        replication_url,
         api,
     }
 }
@@ -284,6 +287,40 @@ async fn snapshot_stream_is_a_checksummed_consistent_copy() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_dir(&scratch).unwrap().next().is_some() {
         assert!(Instant::now() < deadline, "snapshot copy left behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // At most 4 streams at once on a node; a finished one makes room. With
+    // a table larger than what the transport buffers, a stream nobody
+    // reads stays open.
+    for i in 0..40 {
+        put(api, &format!("big{i:02}"), &vec![b'z'; 100 << 10]).await;
+    }
+    // Each on its own connection: unread streams sharing one would stall
+    // the others on HTTP/2's connection window.
+    let open = || async {
+        let own = Channel::from_shared(leader.replication_url.clone()).unwrap();
+        SnapshotClient::new(own.connect().await.unwrap())
+            .stream(SnapshotRequest {
+                table: "default".into(),
+                cluster: String::new(),
+            })
+            .await
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(open().await.unwrap().into_inner());
+    }
+    let refused = open().await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let mut done = held.pop().unwrap();
+    while done.message().await.unwrap().is_some() {}
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "a finished stream's permit was not returned"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -41,6 +41,14 @@ const FOLLOW_IDLE: Duration = Duration::from_secs(5);
 /// Room left in a message for everything but the commands' own bytes.
 const MESSAGE_OVERHEAD: usize = 16 << 10;
 
+/// Snapshot.Stream calls served at once by one node: each holds a full
+/// copy of a table on disk (and an LMDB read transaction while it is made).
+const MAX_EXPORTS: usize = 4;
+
+/// A follower that takes no chunk for this long has its stream ended, and
+/// the copy removed.
+const STALLED: Duration = Duration::from_secs(60);
+
 /// The replication services of one leader-cluster node.
 #[derive(Clone)]
 pub struct LeaderService {
@@ -49,6 +57,19 @@ pub struct LeaderService {
     pub max_send: usize,
     /// Where snapshot copies are written while they stream.
     pub scratch_dir: PathBuf,
+    /// One permit per Snapshot.Stream in progress.
+    exports: Arc<Semaphore>,
+}
+
+impl LeaderService {
+    pub fn new(registry: Arc<Registry>, max_send: usize, scratch_dir: PathBuf) -> LeaderService {
+        LeaderService {
+            registry,
+            max_send,
+            scratch_dir,
+            exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+        }
+    }
 }
 
 type Outbox<T> = mpsc::Sender<Result<T, Status>>;
@@ -210,6 +231,11 @@ impl Snapshot for LeaderService {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let req = request.into_inner();
         self.check_cluster(&req.cluster).await?;
+        let Ok(export) = self.exports.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(format!(
+                "armada: {MAX_EXPORTS} snapshot streams are in progress on this node; retry later"
+            )));
+        };
         let table = req.table;
         let (epoch, group) = self.registry.get_with_epoch(&table).await?;
         std::fs::create_dir_all(&self.scratch_dir).map_err(Error::from)?;
@@ -236,8 +262,9 @@ impl Snapshot for LeaderService {
         let (tx, rx) = mpsc::channel(2);
         tokio::spawn(async move {
             if let Err(e) = stream_file(copy, header, chunk, &tx).await {
-                let _ = tx.send(Err(e.into())).await;
+                let _ = tx.send_timeout(Err(e.into()), STALLED).await;
             }
+            drop(export);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -254,8 +281,8 @@ async fn stream_file(
         header: Some(header),
         ..Default::default()
     };
-    if tx.send(Ok(first)).await.is_err() {
-        return Ok(());
+    if tx.send_timeout(Ok(first), STALLED).await.is_err() {
+        return Ok(()); // gone or stalled: the copy is removed on return
     }
     let mut file = tokio::fs::File::open(&copy.0).await?;
     let mut whole = crc32fast::Hasher::new();
@@ -276,7 +303,7 @@ async fn stream_file(
             data,
             ..Default::default()
         };
-        if tx.send(Ok(msg)).await.is_err() {
+        if tx.send_timeout(Ok(msg), STALLED).await.is_err() {
             return Ok(());
         }
     }
@@ -292,6 +319,6 @@ async fn stream_file(
         }),
         ..Default::default()
     };
-    let _ = tx.send(Ok(last)).await;
+    let _ = tx.send_timeout(Ok(last), STALLED).await;
     Ok(())
 }

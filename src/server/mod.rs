@@ -312,11 +312,11 @@ async fn serve_replication(
     let Some(serve) = &cfg.replication else {
         return Ok(());
     };
-    let service = LeaderService {
-        registry: ctx.registry.clone(),
-        max_send: serve.max_send,
-        scratch_dir: cfg.replication_scratch_dir(),
-    };
+    let service = LeaderService::new(
+        ctx.registry.clone(),
+        serve.max_send,
+        cfg.replication_scratch_dir(),
+    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &serve.tls {
         let mut config = tonic::transport::ServerTlsConfig::new()
