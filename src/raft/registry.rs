@@ -72,17 +72,6 @@ impl std::fmt::Display for Incarnation {
     }
 }
 
-/// Follower clusters: which node replicates a table, until when.
-const LEASES: &str = "leases/";
-
-/// A table's replication lease on a follower cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReplicationLease {
-    pub holder: NodeId,
-    /// Wall-clock expiry, Unix milliseconds.
-    pub expires_ms: u64,
-}
-
 /// Node-wide layout and tuning from which each group's [`GroupConfig`] is derived.
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -155,7 +144,7 @@ pub fn validate_table_name(name: &str) -> Result<()> {
     }
 }
 
-fn put_op(key: String, value: Vec<u8>) -> RequestOp {
+pub(crate) fn put_op(key: String, value: Vec<u8>) -> RequestOp {
     RequestOp {
         request: Some(request_op::Request::RequestPut(PutRequest {
             key: key.into_bytes(),
@@ -176,7 +165,11 @@ fn exists(key: &str, present: bool) -> Compare {
 }
 
 /// `key`'s `target` compared with `result`; the target kind follows from it.
-fn compare_key(key: &str, result: compare::CompareResult, target: compare::TargetUnion) -> Compare {
+pub(crate) fn compare_key(
+    key: &str,
+    result: compare::CompareResult,
+    target: compare::TargetUnion,
+) -> Compare {
     use compare::{CompareTarget as T, TargetUnion as U};
     let kind = match target {
         U::Version(_) => T::Version,
@@ -231,7 +224,7 @@ pub fn new_epoch() -> u64 {
         .map_or(1, |d| d.as_nanos() as u64)
 }
 
-fn succeeded(applied: Applied) -> bool {
+pub(crate) fn succeeded(applied: Applied) -> bool {
     matches!(applied, Applied::Txn(t) if t.succeeded)
 }
 
@@ -681,52 +674,6 @@ impl Registry {
         }
         self.catalogue(true).await?;
         self.reconcile().await
-    }
-
-    /// Takes or renews `table`'s replication lease for `holder` for `ttl`,
-    /// unless another node holds it unexpired. A compare-and-swap on the
-    /// lease key's mod revision, so of two racing nodes one wins. Expiry is
-    /// judged by the caller's wall clock (never inside apply), so clocks
-    /// skewed by more than the lease interval can overlap two holders for
-    /// the skew: harmless, as replicated batches apply idempotently.
-    pub async fn acquire_lease(&self, table: &str, holder: NodeId, ttl: Duration) -> Result<bool> {
-        let key = format!("{LEASES}{table}");
-        let now = unix_ms();
-        let read_key = key.clone();
-        let current = self
-            .meta
-            .read(true, move |r| {
-                let rev = r.revision_state()?.current;
-                r.get(read_key.as_bytes(), rev)
-            })
-            .await?;
-        let mod_revision = match &current {
-            Some(kv) => {
-                let lease: Option<ReplicationLease> = serde_json::from_slice(&kv.value).ok();
-                if let Some(l) = lease {
-                    if l.holder != holder && l.expires_ms > now {
-                        return Ok(false);
-                    }
-                }
-                kv.mod_revision
-            }
-            None => 0,
-        };
-        let lease = ReplicationLease {
-            holder,
-            expires_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-        };
-        let value = serde_json::to_vec(&lease).map_err(|e| Error::Internal(e.to_string()))?;
-        let txn = TxnRequest {
-            compare: vec![compare_key(
-                &key,
-                compare::CompareResult::Equal,
-                compare::TargetUnion::ModRevision(mod_revision),
-            )],
-            success: vec![put_op(key, value)],
-            failure: vec![],
-        };
-        Ok(succeeded(self.meta.write(Command::Txn(txn)).await?))
     }
 
     /// Records how clients reach this node, unless already recorded so.

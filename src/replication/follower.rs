@@ -35,6 +35,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use super::wire::entry_from_wire;
+use super::worker_lease;
 use super::RemoveOnDrop;
 use crate::error::{Error, Result};
 use crate::kv::command::{Applied, Command, Replicated, ReplicatedEntry};
@@ -309,11 +310,8 @@ impl Follower {
     async fn worker(self: Arc<Self>, table: String) {
         let renew = self.cfg.lease_interval / 3;
         loop {
-            match self
-                .registry
-                .acquire_lease(&table, self.node_id, self.cfg.lease_interval)
-                .await
-            {
+            let lease = self.cfg.lease_interval;
+            match worker_lease::acquire(&self.registry, &table, self.node_id, lease).await {
                 Ok(true) => {}
                 Ok(false) => {
                     self.update(&table, |s| {
@@ -387,11 +385,8 @@ impl Follower {
                         self.cfg.log_rpc_timeout
                     )));
                 }
-                if !self
-                    .registry
-                    .acquire_lease(table, self.node_id, self.cfg.lease_interval)
-                    .await?
-                {
+                let lease = self.cfg.lease_interval;
+                if !worker_lease::acquire(&self.registry, table, self.node_id, lease).await? {
                     return Ok(Ended::LostLease);
                 }
                 renewed = Instant::now();

@@ -20,6 +20,7 @@ pub mod follower;
 pub mod leader;
 pub mod status;
 pub mod wire;
+pub mod worker_lease;
 
 /// A file removed when dropped: snapshot copies live as long as their use.
 pub(crate) struct RemoveOnDrop(pub std::path::PathBuf);
