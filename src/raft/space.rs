@@ -45,14 +45,20 @@ impl RaftGroup {
             return true;
         }
         let extra = 2 * bytes as u64;
-        let over = |space: Result<Space>| match space {
-            Ok(space) => space.over(QUOTA, extra),
-            Err(e) => {
-                tracing::warn!(table = %self.table, "reading storage space: {e}");
-                false
-            }
+        // The pages in use are counted only once the high-water mark, their
+        // upper bound, says the write might not fit.
+        let over = |bound: Space, space: &dyn Fn() -> Result<Space>| {
+            bound.over(QUOTA, extra)
+                && match space() {
+                    Ok(space) => space.over(QUOTA, extra),
+                    Err(e) => {
+                        tracing::warn!(table = %self.table, "reading storage space: {e}");
+                        false
+                    }
+                }
         };
-        over(self.log_db().space()) || over(self.state_machine().db.space())
+        let (log, sm) = (self.log_db(), &self.state_machine().db);
+        over(log.space_bound(), &|| log.space()) || over(sm.space_bound(), &|| sm.space())
     }
 
     /// Snapshots the state machine as applied now (unless a snapshot
@@ -95,13 +101,15 @@ pub async fn run(group: Weak<RaftGroup>) {
         if group.raft().metrics().borrow().running_state.is_err() {
             return;
         }
-        let crowded = match group.log_db().space() {
-            Ok(space) => space.over(LOG_COMPACTION, 0),
-            Err(e) => {
-                tracing::warn!(table = %group.table, "reading the log's space: {e}");
-                false
-            }
-        };
+        let log = group.log_db();
+        let crowded = log.space_bound().over(LOG_COMPACTION, 0)
+            && match log.space() {
+                Ok(space) => space.over(LOG_COMPACTION, 0),
+                Err(e) => {
+                    tracing::warn!(table = %group.table, "reading the log's space: {e}");
+                    false
+                }
+            };
         if crowded {
             tracing::info!(table = %group.table, "the raft log passed half its map: compacting it");
             if let Err(e) = group.compact_log().await {

@@ -26,6 +26,12 @@ fn decode_index(raw: &[u8]) -> Result<u64> {
 }
 
 impl LogDb {
+    /// An upper bound of [`Self::space`] that reads no database: the
+    /// high-water mark stands for the pages in use.
+    pub fn space_bound(&self) -> super::Space {
+        super::high_water(&self.env)
+    }
+
     /// How full the environment is.
     pub fn space(&self) -> Result<super::Space> {
         super::space(&self.env, |t| {

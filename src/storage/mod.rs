@@ -85,6 +85,20 @@ impl Space {
     }
 }
 
+/// `env`'s map size and high-water mark, from LMDB's environment info
+/// alone (no transaction): the pages in use are at most the high-water
+/// mark, so this bounds [`Space::in_use`] cheaply.
+fn high_water(env: &LmdbEnv) -> Space {
+    let info = env.info();
+    let page = env.stat().page_size as u64;
+    let high_water = (info.last_page_number as u64 + 1) * page;
+    Space {
+        map: info.map_size as u64,
+        high_water,
+        in_use: high_water,
+    }
+}
+
 /// `env`'s [`Space`], counting the pages of the main database and those of
 /// the stats `dbs` reads (one per database of the environment) in one read
 /// transaction. Only handles opened at startup are used: no `mdb_dbi_open`

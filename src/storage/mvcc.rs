@@ -92,6 +92,12 @@ impl MvccDb {
         &self.env
     }
 
+    /// An upper bound of [`Self::space`] that reads no database: the
+    /// high-water mark stands for the pages in use.
+    pub fn space_bound(&self) -> super::Space {
+        super::high_water(&self.env)
+    }
+
     /// How full the environment is.
     pub fn space(&self) -> Result<super::Space> {
         let d = &self.dbs;
