@@ -270,18 +270,28 @@ impl Follower {
             .map(|t| (t.name, t.epoch))
             .collect();
         let have: BTreeMap<String, u64> = self.registry.list().await?.into_iter().collect();
+        // One table that cannot be created or deleted (a name this node
+        // refuses, a failing disk) must not stop the others: the round goes
+        // on, its workers run, and the first failure is reported.
+        let mut failed = None;
         for name in want.keys().filter(|n| !have.contains_key(*n)) {
             tracing::info!(table = %name, "replication: creating a table of the leader cluster");
             match self.registry.create(name).await {
                 Ok(_) | Err(Error::TableExists(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(table = %name, "replication: creating the table: {e}");
+                    failed.get_or_insert(e);
+                }
             }
         }
         for name in have.keys().filter(|n| !want.contains_key(*n)) {
             tracing::info!(table = %name, "replication: deleting a table the leader cluster deleted");
             match self.registry.delete(name).await {
                 Ok(()) | Err(Error::TableNotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(table = %name, "replication: deleting the table: {e}");
+                    failed.get_or_insert(e);
+                }
             }
         }
         let mut workers = self.workers.lock().await;
@@ -303,7 +313,7 @@ impl Follower {
                 workers.insert(name.clone(), tokio::spawn(me.worker(table)));
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Replicates `table` whenever this node holds its lease.
