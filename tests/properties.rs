@@ -251,9 +251,11 @@ proptest! {
                     let crc32 = if good { crc32fast::hash(&data) } else { 7 };
                     SnapshotChunk { data, crc32, ..Default::default() }
                 }),
-                (0..64u64, any::<u32>()).prop_map(|(size, crc32)| SnapshotChunk {
-                    trailer: Some(SnapshotTrailer { size, crc32 }),
-                    ..Default::default()
+                (0..64u64, any::<u32>(), any::<u32>()).prop_map(|(size, crc32, header_crc32)| {
+                    SnapshotChunk {
+                        trailer: Some(SnapshotTrailer { size, crc32, header_crc32 }),
+                        ..Default::default()
+                    }
                 }),
             ],
             0..8,

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -692,6 +693,11 @@ where
             }
         }
     };
+    if trailer.header_crc32 != crc32fast::hash(&header.encode_to_vec()) {
+        return Err(Error::Corrupt(
+            "snapshot header is corrupt (checksum mismatch)".into(),
+        ));
+    }
     if trailer.size != bytes || header.size != bytes || trailer.crc32 != whole.finalize() {
         return Err(Error::Corrupt(format!(
             "snapshot is truncated or corrupt: {bytes} bytes received, {} announced",
@@ -726,14 +732,21 @@ mod tests {
         }
     }
 
-    fn trailer(whole: &[u8]) -> SnapshotChunk {
+    /// The trailer of `whole` after [`header`] announcing `size` bytes.
+    fn trailer_for(size: u64, whole: &[u8]) -> SnapshotChunk {
+        let header = header(size).header.unwrap();
         SnapshotChunk {
             trailer: Some(SnapshotTrailer {
                 size: whole.len() as u64,
                 crc32: crc32fast::hash(whole),
+                header_crc32: crc32fast::hash(&header.encode_to_vec()),
             }),
             ..Default::default()
         }
+    }
+
+    fn trailer(whole: &[u8]) -> SnapshotChunk {
+        trailer_for(whole.len() as u64, whole)
     }
 
     async fn receive(chunks: Vec<SnapshotChunk>) -> Result<SnapshotHeader> {
@@ -757,12 +770,18 @@ mod tests {
         let e = receive(truncated).await.unwrap_err().to_string();
         assert!(e.contains("ended before its trailer"), "{e}");
 
-        let short = vec![header(6), data(b"abc"), trailer(b"abcdef")];
+        let short = vec![header(6), data(b"abc"), trailer_for(6, b"abcdef")];
         let e = receive(short).await.unwrap_err().to_string();
         assert!(e.contains("truncated or corrupt"), "{e}");
 
         let headless = vec![data(b"abc"), trailer(b"abc")];
         assert!(receive(headless).await.is_err());
+
+        // A header changed in transit (here its leader index) is refused.
+        let mut bent = header(6);
+        bent.header.as_mut().unwrap().leader_index = 99;
+        let e = receive(vec![bent, data(b"abcdef"), trailer(b"abcdef")]).await;
+        assert!(e.unwrap_err().to_string().contains("header is corrupt"));
 
         // More than announced is refused at the chunk that passes the
         // announced size, before it is written.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use prost::Message;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -277,6 +278,7 @@ async fn stream_file(
     tx: &Outbox<SnapshotChunk>,
 ) -> Result<(), Error> {
     let size = header.size;
+    let header_crc32 = crc32fast::hash(&header.encode_to_vec());
     let first = SnapshotChunk {
         header: Some(header),
         ..Default::default()
@@ -316,6 +318,7 @@ async fn stream_file(
         trailer: Some(SnapshotTrailer {
             size,
             crc32: whole.finalize(),
+            header_crc32,
         }),
         ..Default::default()
     };
