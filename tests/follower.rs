@@ -784,3 +784,74 @@ async fn a_large_answer_to_a_forwarded_write_reaches_the_client() {
     assert!(deleted.prev_kvs.iter().all(|kv| kv.value.len() == 1 << 20));
     wait_same(&leader, &follower, "default").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_recovery_keeps_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let small_log = ["--raft.snapshot-entries=20", "--raft.compaction-overhead=5"];
+    let leader_node = start_leader(dir.path(), api, replication, &small_log);
+    let leader = leader_node.ready().await;
+    let value = "x".repeat(50 << 10);
+    for i in 0..40 {
+        put(&leader, "default", &format!("k{i:02}"), &value).await;
+    }
+    // A recovery that takes seconds (about 2 MB at 500 kB/s) against a
+    // one-second worker lease.
+    let leader_address = format!("--replication.leader-address=127.0.0.1:{replication}");
+    let followers = Cluster::start_as(
+        "follower",
+        3,
+        &[
+            &leader_address,
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+            "--replication.lease-interval=1s",
+            "--replication.max-snapshot-recv-bytes-per-second=500000",
+        ],
+    );
+    let want = dump(&leader, "default").await.unwrap();
+    let mut recovering_seen = false;
+    wait_until(
+        "the follower cluster to recover",
+        Duration::from_secs(60),
+        async || {
+            let mut recovering = Vec::new();
+            for id in 1..=3 {
+                let Ok(ch) = Channel::from_shared(followers.endpoint(id))
+                    .unwrap()
+                    .connect()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(status) = ReplicationClient::new(ch.clone())
+                    .status(ReplicationStatusRequest {})
+                    .await
+                else {
+                    continue;
+                };
+                let state = status
+                    .into_inner()
+                    .tables
+                    .into_iter()
+                    .find(|t| t.table == "default");
+                if state.is_some_and(|t| t.state == "recovering") {
+                    recovering.push(id);
+                }
+            }
+            assert!(
+                recovering.len() <= 1,
+                "nodes {recovering:?} recover at once"
+            );
+            recovering_seen |= !recovering.is_empty();
+            let ch = followers.channel(1).await;
+            (dump(&ch, "default").await.ok() == Some(want.clone())).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        recovering_seen,
+        "the follower cluster never recovered by snapshot"
+    );
+}

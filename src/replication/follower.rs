@@ -485,7 +485,31 @@ impl Follower {
     /// from it, and swaps the table over to it in the metadata group. Until
     /// the swap, reads keep hitting the old incarnation; a bad or truncated
     /// snapshot leaves it untouched.
+    /// Recovers `table` from the leader's snapshot ([`Self::recover_held`])
+    /// while renewing its worker lease: a download or a seed can take far
+    /// longer than the lease, and another node taking the table over would
+    /// recover it at the same time. A lost lease ends the recovery.
     async fn recover(&self, table: &str) -> Result<Ended> {
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.cfg.lease_interval / 3).await;
+                let lease = self.cfg.lease_interval;
+                if !worker_lease::acquire(&self.registry, table, self.node_id, lease).await? {
+                    tracing::warn!(
+                        table,
+                        "replication: lost the table's lease while recovering"
+                    );
+                    return Ok(Ended::LostLease);
+                }
+            }
+        };
+        tokio::select! {
+            ended = self.recover_held(table) => ended,
+            lost = renew => lost,
+        }
+    }
+
+    async fn recover_held(&self, table: &str) -> Result<Ended> {
         let _slot = self
             .recoveries
             .acquire()
