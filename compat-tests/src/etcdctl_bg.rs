@@ -12,7 +12,9 @@
 //!                                     what is left and `[exit N]`
 //! @term <name>                        send it SIGTERM (by pid), then as @exit
 //!                                     (etcdctl lock / elect then unlock /
-//!                                     resign before exiting)
+//!                                     resign before exiting); clientv3's
+//!                                     warning about a call it canceled
+//!                                     itself on the signal is left out
 //! ```
 //!
 //! Output lines are prefixed with `[<name>] ` (stderr: `[<name>] stderr: `).
@@ -118,7 +120,7 @@ impl BgProcs {
                 // `start_kill` signals exactly this child's pid.
                 let _ = p.child.start_kill();
                 let _ = p.child.wait().await;
-                finish(p, name, endpoint, None, mask, out).await;
+                finish(p, name, endpoint, false, None, mask, out).await;
                 Ok(())
             }
             BgCmd::Exit { name } | BgCmd::Term { name } => {
@@ -136,7 +138,8 @@ impl BgProcs {
                         None
                     }
                 };
-                finish(p, name, endpoint, code, mask, out).await;
+                let terminated = matches!(cmd, BgCmd::Term { .. });
+                finish(p, name, endpoint, terminated, code, mask, out).await;
                 Ok(())
             }
         }
@@ -253,10 +256,28 @@ fn print_lines_up_to(
 
 /// After the process ended: prints the rest of stdout, all of stderr and
 /// the exit code (if it exited by itself with a non-zero code).
+/// Drops clientv3's warning about a call the client canceled itself: a
+/// process stopped by SIGTERM cancels whatever it had in flight (an
+/// observer's Get right after a leader resigned, say), and whether one was
+/// in flight at that instant is timing, on etcd as on Armada.
+fn without_own_cancellations(stderr: &str) -> String {
+    let own = |l: &str| {
+        l.contains("retrying of unary invoker failed")
+            && l.contains("code = Canceled desc = context canceled")
+    };
+    let kept: Vec<&str> = stderr.lines().filter(|l| !own(l)).collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        kept.join("\n") + "\n"
+    }
+}
+
 async fn finish(
     mut p: BgProc,
     name: &str,
     endpoint: &str,
+    terminated: bool,
     code: Option<i32>,
     mask: &mut LeaseMask,
     out: &mut Vec<String>,
@@ -272,7 +293,10 @@ async fn finish(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let stderr = String::from_utf8_lossy(&p.stderr.lock().unwrap()).into_owned();
+    let mut stderr = String::from_utf8_lossy(&p.stderr.lock().unwrap()).into_owned();
+    if terminated {
+        stderr = without_own_cancellations(&stderr);
+    }
     let rest = if rest.is_empty() { rest } else { rest + "\n" };
     push_prefixed(
         out,
@@ -310,4 +334,21 @@ fn push_prefixed(out: &mut Vec<String>, name: &str, lines: Vec<String>) {
             format!("[{name}] {l}")
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_own_cancellations;
+
+    #[test]
+    fn only_the_clients_own_cancellations_are_left_out() {
+        let own = r#"{"level":"warn","msg":"retrying of unary invoker failed","attempt":0,"error":"rpc error: code = Canceled desc = context canceled"}"#;
+        let other = r#"{"level":"warn","msg":"retrying of unary invoker failed","attempt":0,"error":"rpc error: code = Unavailable desc = etcdserver: no leader"}"#;
+        assert_eq!(without_own_cancellations(&format!("{own}\n")), "");
+        let both = format!("{own}\n{other}\nError: x\n");
+        assert_eq!(
+            without_own_cancellations(&both),
+            format!("{other}\nError: x\n")
+        );
+    }
 }
