@@ -9,18 +9,18 @@
 //! address = "..."`). Precedence: command line, then environment, then file.
 
 mod parse;
+mod tls;
 
 pub use parse::{parse_duration, parse_size};
+use tls::{port_tls, raft_tls, server_tls};
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use openraft::BasicNode;
-use tokio_rustls::rustls;
 
 use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
@@ -449,62 +449,6 @@ pub fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
     Ok(members)
 }
 
-/// Whether a port serves TLS, from its address and certificate flags
-/// (`--<port>.address`, `--<port>.{cert,key,ca}-filename`): `https://` needs
-/// a certificate and key, `http://` refuses them, and a bare `host:port`
-/// follows the certificate flags. Checks the flags only; files are read later.
-pub fn port_tls(
-    port: &str,
-    address: &str,
-    cert: &Option<PathBuf>,
-    key: &Option<PathBuf>,
-    ca: &Option<PathBuf>,
-) -> Result<Option<crate::tls::TlsPaths>> {
-    let paths = match (cert, key) {
-        (Some(cert), Some(key)) => Some(crate::tls::TlsPaths {
-            cert: cert.clone(),
-            key: key.clone(),
-            ca: ca.clone(),
-        }),
-        (None, None) if ca.is_none() => None,
-        (None, None) => {
-            return Err(Error::InvalidInput(format!(
-            "--{port}.ca-filename needs TLS: set --{port}.cert-filename and --{port}.key-filename"
-        )))
-        }
-        _ => {
-            return Err(Error::InvalidInput(format!(
-                "--{port}.cert-filename and --{port}.key-filename go together"
-            )))
-        }
-    };
-    if address.starts_with("https://") && paths.is_none() {
-        return Err(Error::InvalidInput(format!(
-            "--{port}.address {address:?} is https:// but --{port}.cert-filename and --{port}.key-filename are not set"
-        )));
-    }
-    if address.starts_with("http://") && paths.is_some() {
-        return Err(Error::InvalidInput(format!(
-            "--{port}.address {address:?} is http:// but TLS certificate flags are set: write it https://"
-        )));
-    }
-    Ok(paths)
-}
-
-/// The server configuration of a port's TLS, its files read (errors name the port's flags).
-fn server_tls(
-    port: &str,
-    paths: Option<crate::tls::TlsPaths>,
-    alpn: &[&[u8]],
-) -> Result<Option<Arc<rustls::ServerConfig>>> {
-    paths
-        .map(|p| {
-            crate::tls::server_config(&p, alpn)
-                .map_err(|e| Error::InvalidInput(format!("--{port}.*-filename: {e}")))
-        })
-        .transpose()
-}
-
 /// `http://host:port`, `https://host:port` or `host:port` to a socket address.
 pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
     let hostport = value
@@ -565,24 +509,11 @@ impl LeaderArgs {
             &self.rest_key_filename,
             &None,
         )?;
-        let raft_tls = match (
+        let raft_tls = raft_tls(
             &self.raft_cert_filename,
             &self.raft_key_filename,
             &self.raft_ca_filename,
-        ) {
-            (None, None, None) => None,
-            (Some(cert), Some(key), Some(ca)) => Some(crate::tls::TlsPaths {
-                cert: cert.clone(),
-                key: key.clone(),
-                ca: Some(ca.clone()),
-            }),
-            _ => {
-                return Err(Error::InvalidInput(
-                    "--raft.cert-filename, --raft.key-filename and --raft.ca-filename go together (Raft TLS is mutual)"
-                        .into(),
-                ))
-            }
-        };
+        )?;
         if self.raft_node_id == 0 {
             return Err(Error::InvalidInput("--raft.node-id must be >= 1".into()));
         }

@@ -34,9 +34,9 @@ use armada::pb::v3electionpb::election_client::ElectionClient;
 use armada::pb::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use armada::pb::v3lockpb::lock_client::LockClient;
 use armada::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest};
-use common::replication::{start_follower, start_leader, wait_same};
+use common::replication::{channel, start_pair, wait_same};
 use common::watch::Recorder;
-use common::{free_port, wait_until, Cluster};
+use common::{wait_until, Cluster};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
@@ -375,12 +375,8 @@ async fn a_checkpointed_lease_keeps_its_remaining_ttl_across_a_raft_leader_chang
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_cluster_serves_leases_through_the_leader_cluster() {
     const TTL: i64 = 3;
-    let dir = tempfile::tempdir().unwrap();
-    let (api, replication) = (free_port(), free_port());
-    let leader_node = start_leader(dir.path(), api, replication, &[]);
-    let leader = leader_node.ready().await;
-    let follower_node = start_follower(dir.path(), replication);
-    let follower = follower_node.ready().await;
+    let pair = start_pair().await;
+    let (leader, follower) = (channel(&pair.leader).await, channel(&pair.follower).await);
     wait_same(&leader, &follower, "default").await;
 
     // Granted through the follower; listed there as soon as it returns.

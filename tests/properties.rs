@@ -11,7 +11,7 @@ use armada::pb::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use armada::pb::replication::{self as pb, SnapshotChunk, SnapshotHeader, SnapshotTrailer};
-use armada::replication::follower::receive_snapshot;
+use armada::replication::snapshot_stream::receive_snapshot;
 use armada::replication::wire::{entry_from_wire, entry_to_wire};
 use armada::storage::keys::{decode_revision_key, decode_version_key, revision_key, version_key};
 use armada::storage::mvcc::MvccDb;

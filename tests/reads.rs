@@ -11,8 +11,8 @@ use armada::pb::etcdserverpb::{
     compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, StatusRequest,
     TxnRequest, TxnResponse,
 };
-use common::replication::{start_follower, start_leader, wait_same};
-use common::{free_port, Cluster};
+use common::replication::{channel, start_pair, wait_same};
+use common::Cluster;
 use tonic::transport::Channel;
 
 fn range_op(key: &str, serializable: bool) -> RequestOp {
@@ -145,12 +145,8 @@ async fn read_only_txns_leave_the_raft_index_alone_on_every_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_txns_on_a_follower_cluster_stay_local() {
-    let dir = tempfile::tempdir().unwrap();
-    let (api, replication) = (free_port(), free_port());
-    let leader_node = start_leader(dir.path(), api, replication, &[]);
-    let leader = leader_node.ready().await;
-    let follower_node = start_follower(dir.path(), replication);
-    let follower = follower_node.ready().await;
+    let pair = start_pair().await;
+    let (leader, follower) = (channel(&pair.leader).await, channel(&pair.follower).await);
     let revision = put(&leader, "k", "v").await;
     assert_eq!(wait_same(&leader, &follower, "default").await, revision);
 

@@ -42,15 +42,6 @@ fn check_size(m: &impl Message) -> Result<(), Status> {
     Ok(())
 }
 
-/// etcd's `isTxnSerializable`: every op on both branches is a Range asking
-/// for a serializable read (a nested txn, or no op at all on a branch that
-/// has ops, does not count as one).
-fn is_serializable(req: &TxnRequest) -> bool {
-    use crate::pb::etcdserverpb::request_op::Request;
-    (req.success.iter().chain(&req.failure))
-        .all(|op| matches!(&op.request, Some(Request::RequestRange(r)) if r.serializable))
-}
-
 fn unexpected(applied: Applied) -> Status {
     Status::internal(format!("armada: unexpected apply result {applied:?}"))
 }
@@ -126,7 +117,7 @@ impl Kv for KvService {
         if txn::is_read_only(&req) {
             // Served like a Range, outside the log (etcd's `isTxnReadonly`):
             // linearizable unless every op is a serializable Range.
-            let linearizable = !is_serializable(&req);
+            let linearizable = !txn::is_serializable(&req);
             let mut resp = group
                 .read(linearizable, move |r| txn::read_txn(r, &req))
                 .await

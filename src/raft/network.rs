@@ -104,11 +104,11 @@ pub enum Rpc {
 /// The largest Raft message either side accepts (a bound, instead of none,
 /// so a broken or hostile peer cannot make a node buffer gigabytes). The
 /// largest messages sent are an AppendEntries of [`APPEND_BUDGET`] plus one
-/// entry, and an entry is at most one proposer batch (2 MiB of commands plus
-/// the one that overflowed it, itself at most etcd's 1.5 MiB request) or a
-/// follower cluster's replicated batch (about
-/// `--replication.max-send-message-size-bytes`, 4 MiB by default); snapshot
-/// chunks are 1 MiB. 64 MiB leaves an order of magnitude of headroom.
+/// entry, and an entry is at most one proposer batch (about
+/// [`APPEND_BUDGET`] of commands plus the one that overflowed it, itself at
+/// most etcd's 1.5 MiB request) or a follower cluster's replicated batch
+/// (also split at about [`APPEND_BUDGET`], one leader entry at least);
+/// snapshot chunks are 1 MiB. 64 MiB leaves ample headroom.
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
 /// One channel per peer node, shared by every group of this node.

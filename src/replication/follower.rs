@@ -25,11 +25,10 @@
 //! and only in leader-index order, so revisions equal the leader's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -47,8 +46,7 @@ use crate::pb::replication::log_client::LogClient;
 use crate::pb::replication::metadata_client::MetadataClient;
 use crate::pb::replication::snapshot_client::SnapshotClient;
 use crate::pb::replication::{
-    MetadataRequest, ReplicateRequest, ReplicateResponse, Signal, SnapshotChunk, SnapshotHeader,
-    SnapshotRequest,
+    MetadataRequest, ReplicateRequest, ReplicateResponse, Signal, SnapshotRequest,
 };
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::{new_epoch, unix_ms, Registry};
@@ -536,7 +534,12 @@ impl Follower {
                 .await
                 .map_err(|s| Error::Internal(format!("Snapshot.Stream: {s}")))?
                 .into_inner();
-            receive_snapshot(stream, &file, self.cfg.max_snapshot_recv_bytes_per_second).await
+            super::snapshot_stream::receive_snapshot(
+                stream,
+                &file,
+                self.cfg.max_snapshot_recv_bytes_per_second,
+            )
+            .await
         };
         let header = tokio::time::timeout(self.cfg.snapshot_rpc_timeout, download)
             .await
@@ -639,11 +642,6 @@ impl Follower {
     }
 }
 
-/// Writes a `Snapshot.Stream` to `path` and returns its header, after
-/// checking the order of the messages, every chunk's CRC-32, and the
-/// trailer's size and whole-file CRC-32; syncs the file. Any mismatch, or
-/// a stream that ends early, is an error. `bytes_per_second` (0: no limit)
-/// paces the reception.
 /// Splits a leader message's entries into raft entries of about one
 /// AppendEntries' byte budget (at least one leader entry each): a raft
 /// entry must reach the table's raft followers within one heartbeat, and a
@@ -666,153 +664,9 @@ fn raft_sized(entries: Vec<ReplicatedEntry>) -> Vec<Vec<ReplicatedEntry>> {
     out
 }
 
-pub async fn receive_snapshot<S>(
-    mut stream: S,
-    path: &Path,
-    bytes_per_second: u64,
-) -> Result<SnapshotHeader>
-where
-    S: futures::Stream<Item = std::result::Result<SnapshotChunk, Status>> + Unpin,
-{
-    use futures::StreamExt;
-    use tokio::io::AsyncWriteExt;
-    let next = |m: Option<std::result::Result<SnapshotChunk, Status>>| match m {
-        Some(Ok(c)) => Ok(c),
-        Some(Err(s)) => Err(Error::Internal(format!("Snapshot.Stream: {s}"))),
-        None => Err(Error::Corrupt(
-            "snapshot stream ended before its trailer".into(),
-        )),
-    };
-    let header = next(stream.next().await)?
-        .header
-        .ok_or_else(|| Error::Corrupt("snapshot stream does not start with a header".into()))?;
-    let mut out = tokio::fs::File::create(path).await?;
-    let mut whole = crc32fast::Hasher::new();
-    let (mut bytes, start) = (0u64, Instant::now());
-    let trailer = loop {
-        let chunk = next(stream.next().await)?;
-        if let Some(trailer) = chunk.trailer {
-            break trailer;
-        }
-        if chunk.header.is_some() || crc32fast::hash(&chunk.data) != chunk.crc32 {
-            return Err(Error::Corrupt(format!(
-                "snapshot chunk at byte {bytes} is corrupt (checksum mismatch)"
-            )));
-        }
-        bytes += chunk.data.len() as u64;
-        // A leader may not send more than it announced: a disk is not
-        // filled on its word.
-        if bytes > header.size {
-            return Err(Error::Corrupt(format!(
-                "snapshot stream sent more than the {} bytes its header announced",
-                header.size
-            )));
-        }
-        whole.update(&chunk.data);
-        out.write_all(&chunk.data).await?;
-        if bytes_per_second > 0 {
-            let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-    };
-    if trailer.header_crc32 != crc32fast::hash(&header.encode_to_vec()) {
-        return Err(Error::Corrupt(
-            "snapshot header is corrupt (checksum mismatch)".into(),
-        ));
-    }
-    if trailer.size != bytes || header.size != bytes || trailer.crc32 != whole.finalize() {
-        return Err(Error::Corrupt(format!(
-            "snapshot is truncated or corrupt: {bytes} bytes received, {} announced",
-            trailer.size
-        )));
-    }
-    out.sync_all().await?;
-    Ok(header)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::replication::SnapshotTrailer;
-
-    fn header(size: u64) -> SnapshotChunk {
-        SnapshotChunk {
-            header: Some(SnapshotHeader {
-                table: "t".into(),
-                size,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn data(bytes: &[u8]) -> SnapshotChunk {
-        SnapshotChunk {
-            data: bytes.to_vec(),
-            crc32: crc32fast::hash(bytes),
-            ..Default::default()
-        }
-    }
-
-    /// The trailer of `whole` after [`header`] announcing `size` bytes.
-    fn trailer_for(size: u64, whole: &[u8]) -> SnapshotChunk {
-        let header = header(size).header.unwrap();
-        SnapshotChunk {
-            trailer: Some(SnapshotTrailer {
-                size: whole.len() as u64,
-                crc32: crc32fast::hash(whole),
-                header_crc32: crc32fast::hash(&header.encode_to_vec()),
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn trailer(whole: &[u8]) -> SnapshotChunk {
-        trailer_for(whole.len() as u64, whole)
-    }
-
-    async fn receive(chunks: Vec<SnapshotChunk>) -> Result<SnapshotHeader> {
-        let dir = tempfile::tempdir().unwrap();
-        let stream = futures::stream::iter(chunks.into_iter().map(Ok));
-        receive_snapshot(stream, &dir.path().join("s.mdb"), 0).await
-    }
-
-    #[tokio::test]
-    async fn snapshots_are_verified_before_use() {
-        let ok = vec![header(6), data(b"abc"), data(b"def"), trailer(b"abcdef")];
-        assert_eq!(receive(ok).await.unwrap().size, 6);
-
-        let mut flipped = data(b"abc");
-        flipped.data[0] ^= 1;
-        let corrupt = vec![header(6), flipped, data(b"def"), trailer(b"abcdef")];
-        let e = receive(corrupt).await.unwrap_err().to_string();
-        assert!(e.contains("checksum mismatch"), "{e}");
-
-        let truncated = vec![header(6), data(b"abc")];
-        let e = receive(truncated).await.unwrap_err().to_string();
-        assert!(e.contains("ended before its trailer"), "{e}");
-
-        let short = vec![header(6), data(b"abc"), trailer_for(6, b"abcdef")];
-        let e = receive(short).await.unwrap_err().to_string();
-        assert!(e.contains("truncated or corrupt"), "{e}");
-
-        let headless = vec![data(b"abc"), trailer(b"abc")];
-        assert!(receive(headless).await.is_err());
-
-        // A header changed in transit (here its leader index) is refused.
-        let mut bent = header(6);
-        bent.header.as_mut().unwrap().leader_index = 99;
-        let e = receive(vec![bent, data(b"abcdef"), trailer(b"abcdef")]).await;
-        assert!(e.unwrap_err().to_string().contains("header is corrupt"));
-
-        // More than announced is refused at the chunk that passes the
-        // announced size, before it is written.
-        let endless = vec![header(4), data(b"abc"), data(b"def"), data(b"ghi")];
-        let e = receive(endless).await.unwrap_err().to_string();
-        assert!(e.contains("more than the 4 bytes"), "{e}");
-    }
 
     #[test]
     fn leader_messages_become_raft_sized_entries() {

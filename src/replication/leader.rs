@@ -15,12 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use prost::Message;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::snapshot_stream::{stream_file, STALLED};
 use super::wire::entry_to_wire;
 use super::RemoveOnDrop;
 use crate::error::Error;
@@ -29,7 +28,7 @@ use crate::pb::replication::metadata_server::Metadata;
 use crate::pb::replication::snapshot_server::Snapshot;
 use crate::pb::replication::{
     MetadataRequest, MetadataResponse, ReplicateRequest, ReplicateResponse, Signal, SnapshotChunk,
-    SnapshotHeader, SnapshotRequest, SnapshotTrailer, Table,
+    SnapshotHeader, SnapshotRequest, Table,
 };
 use crate::raft::group::{LogRead, RaftGroup};
 use crate::raft::registry::Registry;
@@ -45,10 +44,6 @@ const MESSAGE_OVERHEAD: usize = 16 << 10;
 /// Snapshot.Stream calls served at once by one node: each holds a full
 /// copy of a table on disk (and an LMDB read transaction while it is made).
 const MAX_EXPORTS: usize = 4;
-
-/// A follower that takes no chunk for this long has its stream ended, and
-/// the copy removed.
-const STALLED: Duration = Duration::from_secs(60);
 
 /// The replication services of one leader-cluster node.
 #[derive(Clone)]
@@ -71,6 +66,20 @@ impl LeaderService {
             exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
         }
     }
+
+    /// Refuses a follower that follows another leader cluster. An empty
+    /// `follows` is a follower that has not recorded one yet.
+    async fn check_cluster(&self, follows: &str) -> Result<(), Status> {
+        let found = self.registry.cluster_id().await?;
+        if !follows.is_empty() && follows != found {
+            return Err(Error::WrongLeaderCluster {
+                follows: follows.to_string(),
+                found,
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 type Outbox<T> = mpsc::Sender<Result<T, Status>>;
@@ -87,22 +96,6 @@ impl Metadata for LeaderService {
             .collect();
         let cluster = self.registry.cluster_id().await?;
         Ok(Response::new(MetadataResponse { tables, cluster }))
-    }
-}
-
-impl LeaderService {
-    /// Refuses a follower that follows another leader cluster. An empty
-    /// `follows` is a follower that has not recorded one yet.
-    async fn check_cluster(&self, follows: &str) -> Result<(), Status> {
-        let found = self.registry.cluster_id().await?;
-        if !follows.is_empty() && follows != found {
-            return Err(Error::WrongLeaderCluster {
-                follows: follows.to_string(),
-                found,
-            }
-            .into());
-        }
-        Ok(())
     }
 }
 
@@ -269,59 +262,4 @@ impl Snapshot for LeaderService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
-
-async fn stream_file(
-    copy: RemoveOnDrop,
-    header: SnapshotHeader,
-    chunk: usize,
-    tx: &Outbox<SnapshotChunk>,
-) -> Result<(), Error> {
-    let size = header.size;
-    let header_crc32 = crc32fast::hash(&header.encode_to_vec());
-    let first = SnapshotChunk {
-        header: Some(header),
-        ..Default::default()
-    };
-    if tx.send_timeout(Ok(first), STALLED).await.is_err() {
-        return Ok(()); // gone or stalled: the copy is removed on return
-    }
-    let mut file = tokio::fs::File::open(&copy.0).await?;
-    let mut whole = crc32fast::Hasher::new();
-    let mut sent = 0u64;
-    loop {
-        let mut data = Vec::with_capacity(chunk);
-        (&mut file)
-            .take(chunk as u64)
-            .read_to_end(&mut data)
-            .await?;
-        if data.is_empty() {
-            break;
-        }
-        whole.update(&data);
-        sent += data.len() as u64;
-        let msg = SnapshotChunk {
-            crc32: crc32fast::hash(&data),
-            data,
-            ..Default::default()
-        };
-        if tx.send_timeout(Ok(msg), STALLED).await.is_err() {
-            return Ok(());
-        }
-    }
-    if sent != size {
-        return Err(Error::Internal(format!(
-            "snapshot copy changed size while streaming: {sent} of {size} bytes"
-        )));
-    }
-    let last = SnapshotChunk {
-        trailer: Some(SnapshotTrailer {
-            size,
-            crc32: whole.finalize(),
-            header_crc32,
-        }),
-        ..Default::default()
-    };
-    let _ = tx.send_timeout(Ok(last), STALLED).await;
-    Ok(())
 }

@@ -18,6 +18,7 @@
 
 pub mod follower;
 pub mod leader;
+pub mod snapshot_stream;
 pub mod status;
 pub mod wire;
 pub mod worker_lease;

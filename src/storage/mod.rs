@@ -73,8 +73,8 @@ pub fn open_env(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Space {
     pub map: u64,
-    pub high_water: u64,
-    /// Bytes of the pages the databases use (branch, leaf and overflow).
+    /// Bytes of the pages the databases use (branch, leaf and overflow),
+    /// or the high-water mark where that stands for them as a bound.
     pub in_use: u64,
 }
 
@@ -85,17 +85,15 @@ impl Space {
     }
 }
 
-/// `env`'s map size and high-water mark, from LMDB's environment info
-/// alone (no transaction): the pages in use are at most the high-water
-/// mark, so this bounds [`Space::in_use`] cheaply.
+/// `env`'s map size, and its high-water mark standing for the pages in use:
+/// an upper bound of [`space`] from LMDB's environment info alone (no
+/// transaction).
 fn high_water(env: &LmdbEnv) -> Space {
     let info = env.info();
     let page = env.stat().page_size as u64;
-    let high_water = (info.last_page_number as u64 + 1) * page;
     Space {
         map: info.map_size as u64,
-        high_water,
-        in_use: high_water,
+        in_use: (info.last_page_number as u64 + 1) * page,
     }
 }
 
@@ -107,18 +105,15 @@ fn space(
     env: &LmdbEnv,
     dbs: impl FnOnce(&RoTxn<'_, WithoutTls>) -> heed::Result<Vec<DatabaseStat>>,
 ) -> Result<Space> {
-    let info = env.info();
     let main = env.stat();
-    let page = main.page_size as u64;
     let mut pages = (main.branch_pages + main.leaf_pages + main.overflow_pages) as u64;
     let rtxn = env.read_txn()?;
     for st in dbs(&rtxn)? {
         pages += (st.branch_pages + st.leaf_pages + st.overflow_pages) as u64;
     }
     Ok(Space {
-        map: info.map_size as u64,
-        high_water: (info.last_page_number as u64 + 1) * page,
-        in_use: pages * page,
+        in_use: pages * main.page_size as u64,
+        ..high_water(env)
     })
 }
 

@@ -1,17 +1,21 @@
 //! Leader and follower clusters of real `armada` processes for the
-//! cross-cluster tests, and how to compare their copies of a table.
+//! cross-cluster tests, how to compare their copies of a table, and the
+//! few requests those tests make.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use armada::pb::armada::tables_client::TablesClient;
+use armada::pb::armada::ListTablesRequest;
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use armada::pb::etcdserverpb::{HashKvRequest, RangeRequest};
+use armada::pb::etcdserverpb::{HashKvRequest, PutRequest, RangeRequest};
 use armada::pb::mvccpb::KeyValue;
 use armada::table_request;
 use tonic::transport::Channel;
+use tonic::Request;
 
-use super::{Cluster, Ports, Server};
+use super::{free_port, Cluster, Ports, Server};
 
 /// A one-node leader cluster in `dir/leader` with its API on `api`,
 /// serving replication on `replication`.
@@ -105,5 +109,79 @@ pub async fn wait_same(leader: &Channel, follower: &Channel, table: &str) -> i64
             dump(follower, table).await.map(|d| d.0)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A one-node leader cluster and a one-node follower cluster of it.
+pub struct Pair {
+    pub dir: tempfile::TempDir,
+    pub leader: Server,
+    pub leader_ports: (u16, u16), // (api, replication)
+    pub follower: Server,
+}
+
+/// Starts a [`Pair`] and waits until both nodes answer.
+pub async fn start_pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, replication) = (free_port(), free_port());
+    let leader = start_leader(dir.path(), api, replication, &[]);
+    leader.ready().await;
+    let follower = start_follower(dir.path(), replication);
+    follower.ready().await;
+    Pair {
+        dir,
+        leader,
+        leader_ports: (api, replication),
+        follower,
+    }
+}
+
+/// `msg` for `table` (the `armada-table` metadata).
+pub fn in_table<T>(table: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(armada::TABLE_HEADER, table.parse().unwrap());
+    r
+}
+
+/// A channel to `server`'s API port.
+pub async fn channel(server: &Server) -> Channel {
+    Channel::from_shared(server.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Puts `key` = `value` in `table`; returns the revision.
+pub async fn put(ch: &Channel, table: &str, key: &str, value: &str) -> i64 {
+    let req = PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    };
+    let resp = KvClient::new(ch.clone())
+        .put(in_table(table, req))
+        .await
+        .unwrap();
+    resp.into_inner().header.unwrap().revision
+}
+
+/// The tables `ch`'s node lists.
+pub async fn tables(ch: &Channel) -> Vec<String> {
+    let list = TablesClient::new(ch.clone())
+        .list(ListTablesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    list.tables.into_iter().map(|t| t.name).collect()
+}
+
+/// Waits until `ch`'s node lists exactly `want`.
+pub async fn wait_tables(ch: &Channel, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tables(ch).await != want {
+        assert!(Instant::now() < deadline, "tables never became {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
