@@ -145,6 +145,13 @@ pub struct LeaderArgs {
     /// checkpointing); 0 turns it off.
     #[arg(long = "lease.checkpoint-interval", env = "ARMADA_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub lease_checkpoint_interval: Duration,
+    /// The largest response the API port sends (gRPC's send limit, with
+    /// units: `64MiB`). A Range, Txn or DeleteRange answer over it fails
+    /// with grpc-go's `trying to send message larger than max` (a write is
+    /// still applied, as in etcd) and is never built in memory. The default
+    /// is etcd's, `math.MaxInt32`.
+    #[arg(long = "api.max-send-bytes", env = "ARMADA_API_MAX_SEND_BYTES", default_value = "2147483647", value_parser = parse_size)]
+    pub api_max_send_bytes: u64,
     /// TLS certificate (PEM chain) of the API server; with
     /// --api.key-filename, the API port serves TLS only and --api.address
     /// is written `https://`. Re-read when the file changes.
@@ -642,6 +649,7 @@ impl LeaderArgs {
                     max_pending_proposals: self.raft_max_pending_proposals,
                     expire_leases: true,
                     lease_checkpoint_interval: self.lease_checkpoint_interval,
+                    send_limit: self.api_max_send_bytes,
                 },
             },
         })

@@ -1,7 +1,7 @@
 //! Named points at which a test can make this process die
 //! (`--debug.crash-at <point>`, hidden from `--help`), to prove that a crash
 //! at each step of a snapshot build or install, a log purge, a recovery
-//! seeding or a table swap leaves a node that restarts and catches up.
+//! seeding, a table swap or a defragment leaves a node that restarts and catches up.
 //! Dying is `abort()`: no destructor, no flush, as a `kill -9` or a power
 //! cut would leave things (only the page cache survives, which is what the
 //! fsync discipline is about). Unarmed, which is always outside such tests,
@@ -22,6 +22,8 @@ pub const POINTS: &[&str] = &[
     "log.purge.after",
     "recovery.seeded",
     "recovery.swapped",
+    "defrag.copied",
+    "defrag.swapped",
 ];
 
 static ARMED: OnceLock<String> = OnceLock::new();

@@ -11,6 +11,8 @@
 //!   these make a state machine apply fail, and those that a client may retry
 //!   map to `Unavailable`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use tonic::Code;
 
@@ -51,13 +53,20 @@ pub enum EtcdError {
     ElectionNotLeader,
     /// Leader with no campaigner (`ErrElectionNoLeader`).
     ElectionNoLeader,
+    /// A response over the gRPC send limit: grpc-go's own error, which an
+    /// etcd client gets for an answer over `math.MaxInt32` bytes. Sizes are
+    /// encoded message bytes.
+    ResponseTooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl EtcdError {
     /// The one `(code, message)` table. Changing a message breaks Go clients.
-    pub fn code_message(self) -> (Code, &'static str) {
+    pub fn code_message(self) -> (Code, Cow<'static, str>) {
         use EtcdError::*;
-        match self {
+        let fixed = match self {
             KeyNotProvided => (Code::InvalidArgument, "etcdserver: key is not provided"),
             KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
             ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
@@ -107,17 +116,25 @@ impl EtcdError {
             SessionExpired => (Code::Unknown, "mutex: session is expired"),
             ElectionNotLeader => (Code::Unknown, "election: not leader"),
             ElectionNoLeader => (Code::Unknown, "election: no leader"),
-        }
+            ResponseTooLarge { size, limit } => {
+                return (
+                    Code::ResourceExhausted,
+                    format!("grpc: trying to send message larger than max ({size} vs. {limit})")
+                        .into(),
+                )
+            }
+        };
+        (fixed.0, fixed.1.into())
     }
 
-    pub fn message(self) -> &'static str {
+    pub fn message(self) -> Cow<'static, str> {
         self.code_message().1
     }
 }
 
 impl std::fmt::Display for EtcdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 

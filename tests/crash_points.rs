@@ -55,7 +55,8 @@ async fn a_raft_member_dying_at_any_snapshot_or_purge_step_catches_up() {
     let mut cluster = Cluster::start(3, &SMALL_LOG);
     let leader = cluster.wait_leader().await;
     let ch = cluster.channel(leader).await;
-    let raft_points = POINTS.iter().filter(|p| !p.starts_with("recovery."));
+    let raft_points =
+        (POINTS.iter()).filter(|p| p.starts_with("snapshot.") || p.starts_with("log."));
     for (round, point) in raft_points.enumerate() {
         let followers: Vec<usize> = (1..=3).filter(|id| *id != leader).collect();
         let victim = followers[rng.below(2) as usize];
@@ -108,5 +109,56 @@ async fn a_follower_dying_while_recovering_from_a_snapshot_recovers() {
         let ch = follower.ready().await;
         let revision = wait_same(&leader, &ch, "default").await;
         eprintln!("{point}: the follower died there and recovered at revision {revision}");
+    }
+}
+
+/// A node that dies at any step of a Defragment restarts with every write
+/// it acknowledged, serves them, and defragments again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dying_at_any_defragment_step_keeps_its_data() {
+    use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+    use armada::pb::etcdserverpb::{DefragmentRequest, RangeRequest};
+    let seed = env_u64("ARMADA_CRASH_SEED", 1);
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ports = common::Ports::pick();
+    let count = |ch: Channel| async move {
+        let all = RangeRequest {
+            key: b"\0".to_vec(),
+            range_end: b"\0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        };
+        let resp = KvClient::new(ch).range(all).await.unwrap().into_inner();
+        (resp.count, resp.header.unwrap().revision)
+    };
+    let mut written = 0;
+    for point in POINTS.iter().filter(|p| p.starts_with("defrag.")) {
+        let mut server = Server::start(dir.path(), ports, &[&format!("--debug.crash-at={point}")]);
+        let ch = server.ready().await;
+        for _ in 0..10 + rng.below(40) {
+            put(&ch, format!("{written:05}")).await;
+            written += 1;
+        }
+        let before = count(ch.clone()).await;
+        let died = MaintenanceClient::new(ch)
+            .defragment(DefragmentRequest {})
+            .await;
+        assert!(died.is_err(), "{point}: {died:?}");
+        wait_until("the node to die at its crash point", PATIENCE, async || {
+            server.exited().then_some(())
+        })
+        .await;
+
+        let server = Server::start(dir.path(), ports, &[]);
+        let ch = server.ready().await;
+        assert_eq!(count(ch.clone()).await, before, "{point}");
+        MaintenanceClient::new(ch.clone())
+            .defragment(DefragmentRequest {})
+            .await
+            .unwrap();
+        assert_eq!(count(ch).await, before, "{point}: after a defragment");
+        eprintln!("{point}: the node died there and kept its {written} keys");
+        drop(server);
     }
 }

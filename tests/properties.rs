@@ -4,9 +4,12 @@
 //! stream. Arbitrary input gives a clear error or a correct result, never a
 //! panic; encodings round-trip and keep their order.
 
+use armada::error::{Error, EtcdError};
 use armada::kv::apply::apply;
-use armada::kv::command::Command;
+use armada::kv::command::{Applied, Command};
+use armada::kv::range::{range, SendBudget};
 use armada::kv::validate;
+use armada::kv::MvccRead;
 use armada::pb::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
@@ -122,8 +125,235 @@ fn txn_request(nested: bool) -> BoxedStrategy<TxnRequest> {
         .boxed()
 }
 
+/// A store with `puts` applied, one revision each.
+fn store_with(puts: Vec<(Vec<u8>, Vec<u8>)>) -> (tempfile::TempDir, MvccDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MvccDb::open(dir.path(), 1 << 26).unwrap();
+    for (key, value) in puts.into_iter().filter(|(k, _)| !k.is_empty()) {
+        let put = Command::Put(PutRequest {
+            key,
+            value,
+            ..Default::default()
+        });
+        db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX))
+            .unwrap()
+            .unwrap();
+    }
+    (dir, db)
+}
+
+fn range_at(
+    db: &MvccDb,
+    req: &RangeRequest,
+    limit: u64,
+) -> armada::error::Result<armada::pb::etcdserverpb::RangeResponse> {
+    db.read(|r| {
+        let st = r.revision_state()?;
+        range(
+            r,
+            req,
+            st.current,
+            st.compacted,
+            &mut SendBudget::new(limit),
+        )
+    })
+}
+
+fn put_all(n: usize) -> Command {
+    Command::Txn(TxnRequest {
+        success: (0..n)
+            .map(|i| RequestOp {
+                request: Some(armada::pb::etcdserverpb::request_op::Request::RequestPut(
+                    PutRequest {
+                        key: format!("k{i:05}").into_bytes(),
+                        value: vec![b'v'; i % 7],
+                        ..Default::default()
+                    },
+                )),
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// A DeleteRange reads and deletes its range in batches: across several
+/// batches it deletes exactly what one scan sees, and its prev_kvs are
+/// those versions in key order.
+#[test]
+fn delete_range_in_batches_deletes_what_one_scan_sees() {
+    let (_dir, db) = store_with(Vec::new());
+    // More keys than one txn may hold: several txns of 128 puts.
+    for chunk in 0..20 {
+        let Command::Txn(mut txn) = put_all(128) else {
+            unreachable!()
+        };
+        for op in &mut txn.success {
+            if let Some(armada::pb::etcdserverpb::request_op::Request::RequestPut(p)) =
+                &mut op.request
+            {
+                p.key = format!("k{chunk:02}{}", String::from_utf8_lossy(&p.key)).into_bytes();
+            }
+        }
+        db.write(|w| apply(w, &Command::Txn(txn), &mut Vec::new(), u64::MAX))
+            .unwrap()
+            .unwrap();
+    }
+    let all = RangeRequest {
+        key: b"k".to_vec(),
+        range_end: b"l".to_vec(),
+        ..Default::default()
+    };
+    let sub = RangeRequest {
+        key: b"k03".to_vec(),
+        range_end: b"k17".to_vec(),
+        ..Default::default()
+    };
+    let before = range_at(&db, &sub, u64::MAX).unwrap();
+    assert_eq!(before.kvs.len(), 14 * 128);
+    let del = Command::DeleteRange(DeleteRangeRequest {
+        key: sub.key.clone(),
+        range_end: sub.range_end.clone(),
+        prev_kv: true,
+    });
+    let mut events = Vec::new();
+    let Ok(Ok(Applied::DeleteRange(resp))) = db.write(|w| apply(w, &del, &mut events, u64::MAX))
+    else {
+        panic!("delete failed");
+    };
+    assert_eq!(resp.deleted, 14 * 128);
+    assert_eq!(resp.prev_kvs, before.kvs);
+    assert_eq!(events.len(), 14 * 128);
+    assert!(events.iter().all(
+        |e| e.kv.as_ref().unwrap().mod_revision == before.header.as_ref().unwrap().revision + 1
+    ));
+    assert!(range_at(&db, &sub, u64::MAX).unwrap().kvs.is_empty());
+    assert_eq!(range_at(&db, &all, u64::MAX).unwrap().count, 6 * 128);
+}
+
+/// Over the send limit, a write is applied all the same (etcd applies it,
+/// then fails to send the answer), with its watch events; only its response
+/// is not built.
+#[test]
+fn a_write_whose_response_is_too_large_is_applied() {
+    let (_dir, db) = store_with(
+        (0..50)
+            .map(|i| (format!("k{i:02}").into_bytes(), vec![b'x'; 100]))
+            .collect(),
+    );
+    let del = Command::DeleteRange(DeleteRangeRequest {
+        key: b"k".to_vec(),
+        range_end: b"l".to_vec(),
+        prev_kv: true,
+    });
+    let mut events = Vec::new();
+    let applied = db.write(|w| apply(w, &del, &mut events, 1000)).unwrap();
+    let Ok(Applied::ResponseTooLarge { size, limit: 1000 }) = applied else {
+        panic!("{applied:?}");
+    };
+    assert!(size > 50 * 100, "{size}");
+    assert_eq!(events.len(), 50);
+    let all = RangeRequest {
+        key: b"k".to_vec(),
+        range_end: b"l".to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(range_at(&db, &all, u64::MAX).unwrap().count, 0);
+
+    // A write txn with a large range: the put is applied.
+    let (_dir, db) = store_with(
+        (0..50)
+            .map(|i| (format!("k{i:02}").into_bytes(), vec![b'x'; 100]))
+            .collect(),
+    );
+    let txn = Command::Txn(TxnRequest {
+        success: vec![
+            RequestOp {
+                request: Some(armada::pb::etcdserverpb::request_op::Request::RequestRange(
+                    all.clone(),
+                )),
+            },
+            RequestOp {
+                request: Some(armada::pb::etcdserverpb::request_op::Request::RequestPut(
+                    PutRequest {
+                        key: b"z".to_vec(),
+                        ..Default::default()
+                    },
+                )),
+            },
+        ],
+        ..Default::default()
+    });
+    let applied = db.write(|w| apply(w, &txn, &mut Vec::new(), 1000)).unwrap();
+    assert!(
+        matches!(applied, Ok(Applied::ResponseTooLarge { limit: 1000, .. })),
+        "{applied:?}"
+    );
+    let z = RangeRequest {
+        key: b"z".to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(range_at(&db, &z, u64::MAX).unwrap().count, 1);
+    // Read-only, the same txn is the error and nothing else.
+    let read_only = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(armada::pb::etcdserverpb::request_op::Request::RequestRange(
+                all,
+            )),
+        }],
+        ..Default::default()
+    };
+    let read = db
+        .read(|r| armada::kv::txn::read_txn(r, &read_only, 1000))
+        .unwrap();
+    assert!(
+        matches!(read, Err(EtcdError::ResponseTooLarge { limit: 1000, .. })),
+        "{read:?}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Under a send limit, a Range answers exactly as without one, or (when
+    /// the answer is larger than the limit) grpc-go's error with the
+    /// answer's exact size. Sorted with a limit, the check may also refuse
+    /// an answer that fits (see `range::TopK`), never accept one that does not.
+    #[test]
+    fn a_range_under_a_send_limit_is_the_whole_answer_or_grpcs_error(
+        puts in prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 0..80)), 0..24),
+        req in range_request(),
+        (min_mod, max_create) in (0..6i64, 0..20i64),
+        limit in 0..1500u64,
+    ) {
+        let (_dir, db) = store_with(puts);
+        let req = RangeRequest { min_mod_revision: min_mod, max_create_revision: max_create, ..req };
+        if validate::range(&req).is_err() {
+            return Ok(());
+        }
+        let full = range_at(&db, &req, u64::MAX);
+        let capped = range_at(&db, &req, limit);
+        match full {
+            Err(e) => prop_assert_eq!(format!("{:?}", Err::<(), _>(e)), format!("{:?}", capped.map(|_| ()))),
+            Ok(full) => {
+                let size = full.encoded_len() as u64;
+                let sorted_top = req.limit > 0 && (req.sort_order != 0 || req.sort_target != 0);
+                match capped {
+                    Ok(capped) => {
+                        prop_assert!(size <= limit);
+                        prop_assert_eq!(capped, full);
+                    }
+                    Err(Error::Etcd(EtcdError::ResponseTooLarge { size: s, limit: l })) => {
+                        prop_assert_eq!(l, limit);
+                        prop_assert!(size > limit || sorted_top, "{size} <= {limit}");
+                        if !sorted_top {
+                            prop_assert_eq!(s, size);
+                        }
+                    }
+                    Err(e) => prop_assert!(false, "{e:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn any_txn_validates_and_applies_as_etcd_errors_or_results(
@@ -135,21 +365,21 @@ proptest! {
         let db = MvccDb::open(dir.path(), 1 << 24).unwrap();
         for (k, v) in setup.into_iter().filter(|(k, _)| !k.is_empty()) {
             let put = Command::Put(PutRequest { key: k, value: v, ..Default::default() });
-            db.write(|w| apply(w, &put, &mut Vec::new())).unwrap().unwrap();
+            db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX)).unwrap().unwrap();
         }
         let compact = Command::Compact(CompactionRequest { revision: compact, physical: true });
-        prop_assert!(db.write(|w| apply(w, &compact, &mut Vec::new())).is_ok());
+        prop_assert!(db.write(|w| apply(w, &compact, &mut Vec::new(), u64::MAX)).is_ok());
         for txn in txns {
             if validate::txn(&txn).is_err() {
                 continue;
             }
             let read_only = armada::kv::txn::is_read_only(&txn);
             let cmd = Command::Txn(txn.clone());
-            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new()));
+            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX));
             prop_assert!(applied.is_ok(), "{txn:?}: {applied:?}");
             if read_only {
                 // Served outside the log, a read-only txn answers the same.
-                let read = db.read(|r| armada::kv::txn::read_txn(r, &txn)).unwrap();
+                let read = db.read(|r| armada::kv::txn::read_txn(r, &txn, u64::MAX)).unwrap();
                 let Ok(Ok(armada::kv::command::Applied::Txn(mut applied))) = applied else {
                     prop_assert!(read.is_err(), "{txn:?}");
                     continue;
@@ -205,7 +435,7 @@ proptest! {
         let db = MvccDb::open(dir.path(), 1 << 24).unwrap();
         for (k, v) in setup.into_iter().filter(|(k, _)| !k.is_empty()) {
             let put = Command::Put(PutRequest { key: k, value: v, ..Default::default() });
-            db.write(|w| apply(w, &put, &mut Vec::new())).unwrap().unwrap();
+            db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX)).unwrap().unwrap();
         }
         let bytes = raw.as_slice();
         // Decoded like the API decodes it, validated like the API does, and
@@ -225,7 +455,8 @@ proptest! {
                     if validate::range(&r).is_ok() {
                         let read = db.read(|rd| {
                             let st = armada::kv::MvccRead::revision_state(rd)?;
-                            armada::kv::range::range(rd, &r, st.current, st.compacted)
+                            let mut budget = SendBudget::new(u64::MAX);
+                            armada::kv::range::range(rd, &r, st.current, st.compacted, &mut budget)
                         });
                         prop_assert!(!matches!(read, Err(ref e) if !e.is_deterministic()), "{read:?}");
                     }
@@ -234,7 +465,7 @@ proptest! {
             }
         };
         if let Some(cmd) = cmd {
-            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new()));
+            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX));
             prop_assert!(applied.is_ok(), "{cmd:?}: {applied:?}");
         }
     }

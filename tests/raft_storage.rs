@@ -18,7 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Lmd
         let io = |e: armada::error::Error| StorageError::from(openraft::StorageIOError::write(&e));
         let log = LogDb::open(&dir.path().join("wal"), 1 << 30).map_err(io)?;
         let db = MvccDb::open(&dir.path().join("sm"), 1 << 30).map_err(io)?;
-        let sm = StateMachine::open(db, &dir.path().join("snapshots")).map_err(io)?;
+        let sm = StateMachine::open(db, &dir.path().join("snapshots"), u64::MAX).map_err(io)?;
         // The suite drives the log store on its own, purging ahead of an
         // empty state machine, so purges are not bounded by what the state
         // machine applied here (that bound has its own test in log_store).

@@ -155,3 +155,93 @@ async fn read_only_txns_on_a_follower_cluster_stay_local() {
     assert_eq!(raft_index(&follower).await, on_follower);
     assert_eq!(raft_index(&leader).await, on_leader);
 }
+
+/// A response over `--api.max-send-bytes` is grpc-go's error with the
+/// response's size (the answer etcd's clients get past etcd's limit), for a
+/// Range and a read-only Txn; a DeleteRange whose prev_kvs are too large is
+/// applied all the same, as in etcd. A smaller answer is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_send_limit_is_grpcs_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(
+        dir.path(),
+        common::Ports::pick(),
+        &["--api.max-send-bytes=64KiB"],
+    );
+    let ch = server.ready().await;
+    let value = "v".repeat(20_000);
+    for i in 0..5 {
+        put(&ch, &format!("big/{i}"), &value).await;
+    }
+    let mut kv = KvClient::new(ch.clone());
+    let all = RangeRequest {
+        key: "big/".into(),
+        range_end: "big0".into(),
+        ..Default::default()
+    };
+    let refused = kv.range(all.clone()).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    let message = refused.message();
+    let size: u64 = message
+        .strip_prefix("grpc: trying to send message larger than max (")
+        .and_then(|m| m.strip_suffix(" vs. 65536)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(size > 100_000 && size < 101_000, "{message}");
+
+    // What fits is served: three values, or every key without values.
+    let three = kv
+        .range(RangeRequest {
+            limit: 3,
+            ..all.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((three.kvs.len(), three.count, three.more), (3, 5, true));
+    let keys = kv
+        .range(RangeRequest {
+            keys_only: true,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys.into_inner().kvs.len(), 5);
+
+    let read_only = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestRange(all.clone())),
+        }],
+        ..Default::default()
+    };
+    let refused = kv.txn(read_only).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+
+    let delete = armada::pb::etcdserverpb::DeleteRangeRequest {
+        key: all.key.clone(),
+        range_end: all.range_end.clone(),
+        prev_kv: true,
+    };
+    let refused = kv.delete_range(delete).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    let left = kv
+        .range(RangeRequest {
+            count_only: true,
+            ..all
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.into_inner().count, 0, "the delete was applied");
+}

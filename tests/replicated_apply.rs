@@ -31,6 +31,7 @@ fn config(dir: &std::path::Path) -> GroupConfig {
         max_pending_proposals: 10000,
         expire_leases: true,
         lease_checkpoint_interval: Duration::ZERO,
+        send_limit: u64::MAX,
     }
 }
 

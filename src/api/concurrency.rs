@@ -98,11 +98,13 @@ impl On<'_> {
 
     /// A linearizable Range, as the concurrency package's Gets are.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        let send_limit = self.ctx.send_limit;
         let mut resp = self
             .group
             .read(true, move |r| {
                 let state = r.revision_state()?;
-                range::range(r, &req, state.current, state.compacted)
+                let mut budget = range::SendBudget::new(send_limit);
+                range::range(r, &req, state.current, state.compacted, &mut budget)
             })
             .await
             .map_err(status)?;

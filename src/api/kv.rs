@@ -57,10 +57,12 @@ impl Kv for KvService {
         check_grpc_limit(&req)?;
         validate::range(&req).map_err(status)?;
         let linearizable = !req.serializable;
+        let send_limit = self.ctx.send_limit;
         let mut resp = group
             .read(linearizable, move |r| {
                 let state = r.revision_state()?;
-                range::range(r, &req, state.current, state.compacted)
+                let mut budget = range::SendBudget::new(send_limit);
+                range::range(r, &req, state.current, state.compacted, &mut budget)
             })
             .await
             .map_err(status)?;
@@ -118,8 +120,9 @@ impl Kv for KvService {
             // Served like a Range, outside the log (etcd's `isTxnReadonly`):
             // linearizable unless every op is a serializable Range.
             let linearizable = !txn::is_serializable(&req);
+            let send_limit = self.ctx.send_limit;
             let mut resp = group
-                .read(linearizable, move |r| txn::read_txn(r, &req))
+                .read(linearizable, move |r| txn::read_txn(r, &req, send_limit))
                 .await
                 .map_err(status)?
                 .map_err(status)?;

@@ -104,10 +104,9 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        // LMDB reuses the pages compaction frees in place; what a defrag
-        // returns here is the raft log's space: a snapshot, then a purge.
+        // This node's copy of the table, as etcd defragments one member.
         let group = self.ctx.group(request.metadata()).await?;
-        group.compact_log().await.map_err(status)?;
+        group.defragment().await.map_err(status)?;
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 

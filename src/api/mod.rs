@@ -73,6 +73,8 @@ pub struct Context {
     pub default_table: String,
     /// The most tables Tables.Create allows (`--tables.max`).
     pub max_tables: usize,
+    /// The largest response sent (`--api.max-send-bytes`, gRPC's send limit).
+    pub send_limit: u64,
     pub cluster_id: u64,
     pub node_id: NodeId,
     /// This node as a member.

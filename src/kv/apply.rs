@@ -14,7 +14,7 @@
 //! writes are rolled back produces none.
 
 use super::command::{Applied, Command, CommandResult};
-use super::range::{self, KeyRange};
+use super::range::{self, KeyRange, SendBudget};
 use super::{alarm, lease, txn, MvccWrite, RevisionState};
 use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{
@@ -28,15 +28,21 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 /// caller commits or aborts the surrounding storage transaction; a `Txn`
 /// that fails must be rolled back by the caller, since it may fail after
 /// some of its writes (see [`needs_rollback_scope`]).
+///
+/// `send_limit` bounds the response (gRPC's send limit): a request whose
+/// response would be larger is still applied, as etcd applies it before
+/// failing to send its answer, but its response is not built: the result is
+/// [`Applied::ResponseTooLarge`].
 pub fn apply(
     store: &mut dyn MvccWrite,
     cmd: &Command,
     events: &mut Vec<Event>,
+    send_limit: u64,
 ) -> Result<CommandResult> {
     if let Some(refused) = alarm::refuses(&store.alarms()?, cmd) {
         return Ok(Err(refused));
     }
-    let mut w = TxnWrite::begin(store)?;
+    let mut w = TxnWrite::begin(store, send_limit)?;
     let result = match cmd {
         Command::Put(req) => w.standalone_put(req).map(|r| r.map(Applied::Put)),
         Command::DeleteRange(req) => w.delete_range(req).map(|r| Ok(Applied::DeleteRange(r))),
@@ -51,11 +57,25 @@ pub fn apply(
         }
         Command::Alarm(req) => w.alarm(req).map(|r| Ok(Applied::Alarm(r))),
     }?;
+    let result = match result {
+        Ok(applied) => match w.budget.check(applied.encoded_len()) {
+            Ok(()) => Ok(applied),
+            Err(EtcdError::ResponseTooLarge { size, limit }) => {
+                Ok(Applied::ResponseTooLarge { size, limit })
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
     if result.is_ok() {
         events.append(&mut w.finish()?);
     }
     Ok(result)
 }
+
+/// How many keys a DeleteRange reads at a time: a range of any size is
+/// deleted holding only this many versions besides its response.
+const DELETE_BATCH: usize = 1000;
 
 /// Commands that can fail after writing, so the caller must run them in a
 /// scope it can roll back.
@@ -74,16 +94,19 @@ pub struct TxnWrite<'a> {
     begin: RevisionState,
     changes: i64,
     events: Vec<Event>,
+    /// What the request's response may still grow by.
+    budget: SendBudget,
 }
 
 impl<'a> TxnWrite<'a> {
-    pub fn begin(store: &'a mut dyn MvccWrite) -> Result<TxnWrite<'a>> {
+    pub fn begin(store: &'a mut dyn MvccWrite, send_limit: u64) -> Result<TxnWrite<'a>> {
         let begin = store.revision_state()?;
         Ok(TxnWrite {
             store,
             begin,
             changes: 0,
             events: Vec::new(),
+            budget: SendBudget::new(send_limit),
         })
     }
 
@@ -115,8 +138,16 @@ impl<'a> TxnWrite<'a> {
         &mut *self.store
     }
 
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        range::range(&*self.store, req, self.view_rev(), self.begin.compacted)
+    /// A Range inside the request; its kvs count against the response's budget.
+    pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
+        let view_rev = self.view_rev();
+        range::range_within(
+            &*self.store,
+            req,
+            view_rev,
+            self.begin.compacted,
+            &mut self.budget,
+        )
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
@@ -177,6 +208,9 @@ impl<'a> TxnWrite<'a> {
         self.store.put(&kv, self.changes)?;
         self.changes += 1;
         let prev_kv = if req.prev_kv { existing.clone() } else { None };
+        if let Some(prev) = &prev_kv {
+            self.budget.charge(prev);
+        }
         self.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
@@ -191,25 +225,50 @@ impl<'a> TxnWrite<'a> {
         }))
     }
 
+    /// Deletes every key live in the range, [`DELETE_BATCH`] keys at a
+    /// time, all read at the revision the request sees at its start (as one
+    /// scan would). The deleted versions are kept for the response only
+    /// while they fit its budget.
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        let keys = KeyRange::new(&req.key, &req.range_end);
-        let mut victims = Vec::new();
-        if !keys.is_empty() {
-            self.store.scan(&keys, self.view_rev(), &mut |kv| {
-                victims.push(kv);
-                true
+        let rev = self.view_rev();
+        let mut keys = KeyRange::new(&req.key, &req.range_end);
+        let (mut deleted, mut prev_kvs) = (0i64, Vec::new());
+        while !keys.is_empty() {
+            let mut batch = Vec::new();
+            self.store.scan(&keys, rev, &mut |kv| {
+                batch.push(kv);
+                batch.len() < DELETE_BATCH
             })?;
-        }
-        for kv in &victims {
-            self.delete(kv)?;
+            // Past a full batch, the next one starts right after its last key.
+            let next = (batch.len() == DELETE_BATCH)
+                .then(|| batch.last().map(|kv| [&kv.key[..], &[0]].concat()))
+                .flatten();
+            for kv in batch {
+                self.delete(&kv)?;
+                deleted += 1;
+                if req.prev_kv {
+                    if self.budget.charge(&kv) {
+                        prev_kvs.push(kv);
+                    } else {
+                        prev_kvs = Vec::new();
+                    }
+                }
+            }
+            match (&keys, next) {
+                (KeyRange::Span { end, .. }, Some(start)) => {
+                    let end = end.clone();
+                    keys = KeyRange::Span { start, end };
+                }
+                _ => break,
+            }
         }
         Ok(DeleteRangeResponse {
             header: Some(ResponseHeader {
                 revision: self.view_rev(),
                 ..Default::default()
             }),
-            deleted: victims.len() as i64,
-            prev_kvs: if req.prev_kv { victims } else { Vec::new() },
+            deleted,
+            prev_kvs,
         })
     }
 

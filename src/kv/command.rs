@@ -109,6 +109,12 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
     Alarm(AlarmResponse),
+    /// The command was applied, but its response (of `size` encoded bytes)
+    /// is over the gRPC send limit: the client gets etcd's error for that.
+    ResponseTooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl Applied {
@@ -122,6 +128,23 @@ impl Applied {
             Applied::LeaseRevoke(r) => r.header.as_ref(),
             Applied::LeaseCheckpoint(r) => r.header.as_ref(),
             Applied::Alarm(r) => r.header.as_ref(),
+            Applied::ResponseTooLarge { .. } => None,
+        }
+    }
+
+    /// The response's encoded size.
+    pub fn encoded_len(&self) -> usize {
+        use prost::Message;
+        match self {
+            Applied::Put(r) => r.encoded_len(),
+            Applied::DeleteRange(r) => r.encoded_len(),
+            Applied::Txn(r) => r.encoded_len(),
+            Applied::Compact(r) => r.encoded_len(),
+            Applied::LeaseGrant(r) => r.encoded_len(),
+            Applied::LeaseRevoke(r) => r.encoded_len(),
+            Applied::LeaseCheckpoint(r) => r.encoded_len(),
+            Applied::Alarm(r) => r.encoded_len(),
+            Applied::ResponseTooLarge { .. } => 0,
         }
     }
 }

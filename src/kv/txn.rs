@@ -12,7 +12,7 @@
 //! as etcd serves `isTxnReadonly` txns outside raft.
 
 use super::apply::TxnWrite;
-use super::range::KeyRange;
+use super::range::{range_within, KeyRange, SendBudget};
 use super::{MvccRead, RevisionState};
 use crate::error::{Error, EtcdError, Result};
 use crate::pb::etcdserverpb::{
@@ -21,6 +21,7 @@ use crate::pb::etcdserverpb::{
     TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
+use prost::Message;
 
 /// Where a txn's chosen ops run: a write request in progress, or the read
 /// view of a read-only txn.
@@ -29,7 +30,8 @@ trait Ops {
     fn begin_state(&self) -> RevisionState;
     /// The revision the response header carries.
     fn header_rev(&self) -> i64;
-    fn range(&self, req: &RangeRequest) -> Result<RangeResponse>;
+    /// A Range whose kvs count against the txn response's budget.
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse>;
     fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>>;
     fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse>;
 }
@@ -44,7 +46,7 @@ impl Ops for TxnWrite<'_> {
     fn header_rev(&self) -> i64 {
         TxnWrite::header_rev(self)
     }
-    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
         TxnWrite::range(self, req)
     }
     fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
@@ -59,6 +61,7 @@ impl Ops for TxnWrite<'_> {
 struct ReadView<'a> {
     store: &'a dyn MvccRead,
     state: RevisionState,
+    budget: SendBudget,
 }
 
 impl Ops for ReadView<'_> {
@@ -71,8 +74,9 @@ impl Ops for ReadView<'_> {
     fn header_rev(&self) -> i64 {
         self.state.current
     }
-    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        super::range::range(self.store, req, self.state.current, self.state.compacted)
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
+        let (current, compacted) = (self.state.current, self.state.compacted);
+        range_within(self.store, req, current, compacted, &mut self.budget)
     }
     fn put(&mut self, _: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
         Err(Error::Internal("a Put in a read-only txn".into()))
@@ -87,13 +91,24 @@ pub fn apply_txn(w: &mut TxnWrite<'_>, req: &TxnRequest) -> Result<Result<TxnRes
 }
 
 /// Evaluates a read-only txn ([`is_read_only`]) against `store` as it is
-/// now; the header carries the store's current revision.
-pub fn read_txn(store: &dyn MvccRead, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {
+/// now; the header carries the store's current revision. A response over
+/// `send_limit` bytes is etcd's (grpc-go's) error, and is never built.
+pub fn read_txn(
+    store: &dyn MvccRead,
+    req: &TxnRequest,
+    send_limit: u64,
+) -> Result<Result<TxnResponse, EtcdError>> {
     if !is_read_only(req) {
         return Err(Error::Internal("read_txn given a txn that writes".into()));
     }
     let state = store.revision_state()?;
-    run(&mut ReadView { store, state }, req)
+    let mut view = ReadView {
+        store,
+        state,
+        budget: SendBudget::new(send_limit),
+    };
+    let resp = run(&mut view, req)?;
+    Ok(resp.and_then(|resp| view.budget.check(resp.encoded_len()).map(|()| resp)))
 }
 
 fn run(w: &mut dyn Ops, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {

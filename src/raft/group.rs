@@ -22,7 +22,7 @@ use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Exported, Shared, StateMachine};
-use super::{blocking, LogId, NodeId, Raft, StoredMembership};
+use super::{client_blocking, LogId, NodeId, Raft, StoredMembership};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::alarm;
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
@@ -68,6 +68,9 @@ pub struct GroupConfig {
     /// How often the remaining TTL of leases longer than this is
     /// checkpointed through the log (zero: never).
     pub lease_checkpoint_interval: Duration,
+    /// gRPC's send limit on the API port (`--api.max-send-bytes`): a
+    /// response over it is etcd's error and is never built.
+    pub send_limit: u64,
 }
 
 impl GroupConfig {
@@ -168,7 +171,7 @@ impl RaftGroup {
     ) -> Result<Arc<RaftGroup>> {
         let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
         let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
-        let sm = StateMachine::open(db, &cfg.snapshot_dir)?;
+        let sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
         let shared = sm.shared();
         shared.forget_stale_snapshot(LogStore::last_index(&log)?)?;
         let config = Config {
@@ -279,7 +282,7 @@ impl RaftGroup {
         let log = LogDb::open(&cfg.wal_dir, cfg.map_size)?;
         LogStore::seed_purged(&log, log_id)?;
         let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
-        let mut sm = StateMachine::open(db, &cfg.snapshot_dir)?;
+        let mut sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
         sm.seed(file, log_id, membership, replicated).await
     }
 
@@ -406,19 +409,27 @@ impl RaftGroup {
     /// Proposes a command and returns what applying it produced. A raft
     /// follower forwards it to the raft leader.
     pub async fn write(&self, cmd: Command) -> Result<Applied> {
-        self.with_leader(|leader| {
-            let cmd = &cmd;
-            async move {
-                match leader {
-                    Some(leader) => self.forward(&leader, Rpc::Propose, cmd).await,
-                    None => self
-                        .write_as_leader(cmd.clone())
-                        .await
-                        .map_err(Attempt::from_leader),
+        let applied = self
+            .with_leader(|leader| {
+                let cmd = &cmd;
+                async move {
+                    match leader {
+                        Some(leader) => self.forward(&leader, Rpc::Propose, cmd).await,
+                        None => self
+                            .write_as_leader(cmd.clone())
+                            .await
+                            .map_err(Attempt::from_leader),
+                    }
                 }
+            })
+            .await?;
+        match applied {
+            // Applied, but the client gets only the error.
+            Applied::ResponseTooLarge { size, limit } => {
+                Err(EtcdError::ResponseTooLarge { size, limit }.into())
             }
-        })
-        .await
+            applied => Ok(applied),
+        }
     }
 
     /// Proposes a command on this node, which must be the raft leader; a
@@ -582,8 +593,9 @@ impl RaftGroup {
         holds: impl Fn(&Reader<'_>) -> Result<bool> + Clone + Send + 'static,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut applied = self.raft.metrics();
+        let mut metrics = self.raft.metrics();
         loop {
+            let seen = metrics.borrow_and_update().last_applied;
             match self.read(false, holds.clone()).await {
                 Ok(true) => return true,
                 Ok(false) => {}
@@ -592,9 +604,12 @@ impl RaftGroup {
                     return false;
                 }
             }
-            // Every apply moves `last_applied`; wake up on the next one.
-            match tokio::time::timeout_at(deadline, applied.changed()).await {
-                Ok(Ok(())) => {}
+            // Read again only after the next apply: the metrics also change
+            // on heartbeats and elections, and a read per waiter on each of
+            // them would flood the read pool with many waiting writes.
+            let applied = metrics.wait_for(|m| m.last_applied != seen);
+            match tokio::time::timeout_at(deadline, applied).await {
+                Ok(Ok(_)) => {}
                 _ => return false,
             }
         }
@@ -627,9 +642,10 @@ impl RaftGroup {
             });
         }
         let log = self.log.clone();
-        let read =
-            blocking(move || LogStore::read_entries(&log, from, Some(last_applied + 1), max_bytes))
-                .await?;
+        let read = client_blocking(move || {
+            LogStore::read_entries(&log, from, Some(last_applied + 1), max_bytes)
+        })
+        .await?;
         // A purge may have run since the metrics were read.
         if read.first().is_none_or(|e| e.log_id.index != from) {
             return Ok(LogRead::Compacted);
@@ -657,7 +673,7 @@ impl RaftGroup {
     /// cluster and returns its leader index and revision state.
     pub async fn export(&self, path: PathBuf) -> Result<Exported> {
         let sm = self.sm.clone();
-        blocking(move || sm.export(&path)).await
+        client_blocking(move || sm.export(&path)).await
     }
 
     /// Reads from the state machine; a linearizable read first waits until
@@ -701,7 +717,7 @@ impl RaftGroup {
                 })?;
         }
         let sm = self.sm.clone();
-        blocking(move || sm.db.read(f)).await
+        client_blocking(move || sm.db.read(f)).await
     }
 
     /// The state machine a watch hub serves from.
@@ -731,7 +747,7 @@ impl RaftGroup {
     }
 
     /// The raft log's storage, for the raft layer's space keeping.
-    pub(crate) fn log_db(&self) -> &LogDb {
+    pub(crate) fn log_db(&self) -> &Arc<LogDb> {
         &self.log
     }
 
@@ -743,9 +759,8 @@ impl RaftGroup {
     pub fn status(&self) -> GroupStatus {
         let m = self.raft.metrics().borrow().clone();
         let in_use = |space: Result<crate::storage::Space>| space.map_or(0, |s| s.in_use);
-        let size = |env: &crate::storage::LmdbEnv| env.real_disk_size().unwrap_or(0);
-        let (db_size_in_use, db_size) = (in_use(self.sm.db.space()), size(self.sm.db.env()));
-        let (log_in_use, log_size) = (in_use(self.log.space()), size(self.log.env()));
+        let (db_size_in_use, db_size) = (in_use(self.sm.db.space()), self.sm.db.disk_size());
+        let (log_in_use, log_size) = (in_use(self.log.space()), self.log.disk_size());
         GroupStatus {
             leader: m.current_leader,
             term: m.current_term,

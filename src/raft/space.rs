@@ -8,8 +8,9 @@
 //! every `--raft.snapshot-entries` entries; large entries can fill the log's
 //! map long before that. So once the log's pages in use pass half its map,
 //! this node snapshots its state machine and purges its log through the
-//! snapshot, as a Defragment also does on demand. A raft peer that still
-//! needed the purged entries catches up by snapshot.
+//! snapshot, as a Defragment also does on demand before it swaps both
+//! environments for compacted copies (which shrinks their files). A raft
+//! peer that still needed the purged entries catches up by snapshot.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -85,6 +86,29 @@ impl RaftGroup {
             raft.trigger().purge_log(upto.index).await.map_err(fatal)?;
         }
         Ok(())
+    }
+}
+
+impl RaftGroup {
+    /// etcd's defrag, for this node's copy of the table: the log is purged
+    /// through a fresh snapshot, then the state machine's and the log's
+    /// environments are each swapped for a compacted copy, which returns
+    /// the pages they no longer use to the file system. Reads and writes
+    /// of the table wait meanwhile, as they do during etcd's defrag.
+    pub async fn defragment(&self) -> Result<()> {
+        self.compact_log().await?;
+        let (sm, log) = (self.state_machine().clone(), self.log_db().clone());
+        let table = self.table.clone();
+        super::blocking(move || {
+            let (sm_before, sm_after) = sm.db.defragment()?;
+            let (log_before, log_after) = log.defragment()?;
+            tracing::info!(
+                %table, sm_before, sm_after, log_before, log_after,
+                "defragmented (file sizes in bytes)"
+            );
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Shared {
     /// Lease deadlines, kept while this node is the table's raft leader.
     pub lessor: Lessor,
     pub lease_counts: LeaseCounts,
+    /// The most bytes a command's response may have (gRPC's send limit):
+    /// larger ones are applied with no response built.
+    send_limit: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -66,7 +69,7 @@ fn is_map_full(e: &Error) -> bool {
 }
 
 impl StateMachine {
-    pub fn open(db: MvccDb, snapshot_dir: &Path) -> Result<StateMachine> {
+    pub fn open(db: MvccDb, snapshot_dir: &Path, send_limit: u64) -> Result<StateMachine> {
         std::fs::create_dir_all(snapshot_dir)?;
         let current = match std::fs::read(snapshot_dir.join("current.json")) {
             Ok(raw) => Some(
@@ -94,6 +97,7 @@ impl StateMachine {
                 map_full: AtomicBool::new(false),
                 lessor: Lessor::default(),
                 lease_counts: LeaseCounts::default(),
+                send_limit,
             }),
         })
     }
@@ -294,13 +298,14 @@ impl Shared {
 fn apply_entry(
     w: &mut Writer<'_, '_>,
     entry: &Entry,
+    send_limit: u64,
     out: &mut Effects,
 ) -> Result<Vec<CommandResult>> {
     match &entry.payload {
         EntryPayload::Blank => Ok(Vec::new()),
         EntryPayload::Normal(Proposal::Local(commands)) => commands
             .iter()
-            .map(|cmd| apply_command(w, cmd, out))
+            .map(|cmd| apply_command(w, cmd, send_limit, out))
             .collect(),
         EntryPayload::Normal(Proposal::Replicated(batch)) => {
             // Skip what the table holds already, and record the new leader
@@ -318,7 +323,7 @@ fn apply_entry(
                     continue;
                 }
                 for cmd in &e.commands {
-                    results.push(apply_command(w, cmd, out)?);
+                    results.push(apply_command(w, cmd, send_limit, out)?);
                 }
                 held = e.leader_index;
             }
@@ -336,17 +341,18 @@ fn apply_entry(
 fn apply_command(
     w: &mut Writer<'_, '_>,
     cmd: &Command,
+    send_limit: u64,
     out: &mut Effects,
 ) -> Result<CommandResult> {
     let mut changes = Vec::new();
     let result = if needs_rollback_scope(cmd) {
         w.scoped(|w| {
-            let r = apply(w, cmd, &mut changes)?;
+            let r = apply(w, cmd, &mut changes, send_limit)?;
             let keep = r.is_ok();
             Ok((r, keep))
         })
     } else {
-        apply(w, cmd, &mut changes)
+        apply(w, cmd, &mut changes, send_limit)
     }?;
     // One write request is one revision; its changes share it.
     if let Some(revision) = changes
@@ -406,7 +412,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry]) -> Result<Vec<Vec<CommandResu
         let mut effects = Effects::default();
         let results = entries
             .iter()
-            .map(|e| apply_entry(w, e, &mut effects))
+            .map(|e| apply_entry(w, e, shared.send_limit, &mut effects))
             .collect::<Result<Vec<_>>>()?;
         w.put_meta(LAST_APPLIED, &bincode::serialize(&Some(last.log_id))?)?;
         Ok((results, effects, w.revision_state()?))
@@ -592,7 +598,7 @@ mod tests {
     fn an_older_snapshot_never_replaces_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
         let db = MvccDb::open(&dir.path().join("sm"), 1 << 24).unwrap();
-        let sm = StateMachine::open(db, &dir.path().join("snapshots")).unwrap();
+        let sm = StateMachine::open(db, &dir.path().join("snapshots"), u64::MAX).unwrap();
         let shared = sm.shared();
         let (installed, installed_path) = snapshot_at(&shared, 20);
         let (built, built_path) = snapshot_at(&shared, 10);

@@ -182,6 +182,7 @@ pub async fn serve(
         registry: registry.clone(),
         default_table: cfg.default_table.clone(),
         max_tables: cfg.max_tables,
+        send_limit: group.send_limit,
         cluster_id,
         node_id: group.node_id,
         member: me.clone(),
@@ -286,10 +287,14 @@ pub async fn serve(
 
 /// etcd's KV service with etcd's message limits (the API port, and the
 /// replication port for follower clusters' forwarded writes).
+/// Responses over `--api.max-send-bytes` are refused before they are
+/// built (see `kv::range::SendBudget`); the encoder's limit catches the
+/// header bytes filled in after that check.
 fn kv_server(ctx: &Arc<Context>) -> KvServer<KvService> {
+    let send_limit = usize::try_from(ctx.send_limit).unwrap_or(usize::MAX);
     KvServer::new(KvService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_GRPC_DECODE_BYTES)
-        .max_encoding_message_size(usize::MAX)
+        .max_encoding_message_size(send_limit)
 }
 
 fn lease_server(ctx: &Arc<Context>) -> LeaseServer<LeaseService> {

@@ -8,14 +8,29 @@ use std::path::Path;
 use heed::types::{Bytes, Str};
 use heed::Database;
 
+use super::defrag::Defragmentable;
 use super::keys::index_key;
-use super::{open_env, Durability, LmdbEnv};
+use super::{Durability, LmdbEnv};
 use crate::error::{Error, Result};
 
 pub struct LogDb {
-    env: LmdbEnv,
+    env: Defragmentable<Dbs>,
+}
+
+#[derive(Clone, Copy)]
+struct Dbs {
     log: Database<Bytes, Bytes>,
     state: Database<Str, Bytes>,
+}
+
+impl Dbs {
+    fn create(env: &LmdbEnv) -> Result<Dbs> {
+        let mut wtxn = env.write_txn()?;
+        let log = env.create_database(&mut wtxn, Some("log"))?;
+        let state = env.create_database(&mut wtxn, Some("raft"))?;
+        wtxn.commit()?;
+        Ok(Dbs { log, state })
+    }
 }
 
 fn decode_index(raw: &[u8]) -> Result<u64> {
@@ -29,37 +44,41 @@ impl LogDb {
     /// An upper bound of [`Self::space`] that reads no database: the
     /// high-water mark stands for the pages in use.
     pub fn space_bound(&self) -> super::Space {
-        super::high_water(&self.env)
+        (self.env.with(|env, _| Ok(super::high_water(env)))).unwrap_or_default()
     }
 
     /// How full the environment is.
     pub fn space(&self) -> Result<super::Space> {
-        super::space(&self.env, |t| {
-            Ok(vec![self.log.stat(t)?, self.state.stat(t)?])
-        })
+        self.env
+            .with(|env, d| super::space(env, |t| Ok(vec![d.log.stat(t)?, d.state.stat(t)?])))
     }
 
     pub fn open(path: &Path, map_size: usize) -> Result<LogDb> {
-        let env = open_env(path, map_size, 4, Durability::Full)?;
-        let mut wtxn = env.write_txn()?;
-        let log = env.create_database(&mut wtxn, Some("log"))?;
-        let state = env.create_database(&mut wtxn, Some("raft"))?;
-        wtxn.commit()?;
-        Ok(LogDb { env, log, state })
+        let env = Defragmentable::open(path, map_size, 4, Durability::Full, Dbs::create)?;
+        Ok(LogDb { env })
     }
 
-    pub fn env(&self) -> &LmdbEnv {
-        &self.env
+    /// The size of the environment's file.
+    pub fn disk_size(&self) -> u64 {
+        self.env.disk_size()
+    }
+
+    /// Swaps the environment for a compacted copy (see
+    /// [`Defragmentable::defragment`]); the file's size before and after.
+    pub fn defragment(&self) -> Result<(u64, u64)> {
+        self.env.defragment()
     }
 
     /// Appends (or overwrites) entries and syncs them in one commit.
     pub fn append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        for (index, bytes) in entries {
-            self.log.put(&mut wtxn, &index_key(index), &bytes)?;
-        }
-        wtxn.commit()?;
-        Ok(())
+        self.env.with(|env, d| {
+            let mut wtxn = env.write_txn()?;
+            for (index, bytes) in entries {
+                d.log.put(&mut wtxn, &index_key(index), &bytes)?;
+            }
+            wtxn.commit()?;
+            Ok(())
+        })
     }
 
     /// Entries with `start <= index < end`, stopping once `max_bytes` of
@@ -70,65 +89,77 @@ impl LogDb {
         end: Option<u64>,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>> {
-        let rtxn = self.env.read_txn()?;
-        let lo = index_key(start);
-        let hi = end.map(index_key);
-        let upper = match &hi {
-            Some(hi) => Excluded(&hi[..]),
-            None => Unbounded,
-        };
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for item in self.log.range(&rtxn, &(Included(&lo[..]), upper))? {
-            let (k, v) = item?;
-            bytes += v.len();
-            if bytes > max_bytes && !out.is_empty() {
-                break;
+        self.env.with(|env, d| {
+            let rtxn = env.read_txn()?;
+            let lo = index_key(start);
+            let hi = end.map(index_key);
+            let upper = match &hi {
+                Some(hi) => Excluded(&hi[..]),
+                None => Unbounded,
+            };
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for item in d.log.range(&rtxn, &(Included(&lo[..]), upper))? {
+                let (k, v) = item?;
+                bytes += v.len();
+                if bytes > max_bytes && !out.is_empty() {
+                    break;
+                }
+                out.push((decode_index(k)?, v.to_vec()));
             }
-            out.push((decode_index(k)?, v.to_vec()));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        let rtxn = self.env.read_txn()?;
-        match self.log.last(&rtxn)? {
-            Some((k, v)) => Ok(Some((decode_index(k)?, v.to_vec()))),
-            None => Ok(None),
-        }
+        self.env.with(|env, d| {
+            let rtxn = env.read_txn()?;
+            match d.log.last(&rtxn)? {
+                Some((k, v)) => Ok(Some((decode_index(k)?, v.to_vec()))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Deletes entries with index >= `from`.
     pub fn truncate(&self, from: u64) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        let lo = index_key(from);
-        self.log
-            .delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
-        wtxn.commit()?;
-        Ok(())
+        self.env.with(|env, d| {
+            let mut wtxn = env.write_txn()?;
+            let lo = index_key(from);
+            d.log
+                .delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
+            wtxn.commit()?;
+            Ok(())
+        })
     }
 
     /// Deletes entries with index <= `upto` and records `state` (the last
     /// purged id) in the same commit.
     pub fn purge(&self, upto: u64, name: &str, state: &[u8]) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        let hi = index_key(upto);
-        self.state.put(&mut wtxn, name, state)?;
-        self.log
-            .delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
-        wtxn.commit()?;
-        Ok(())
+        self.env.with(|env, d| {
+            let mut wtxn = env.write_txn()?;
+            let hi = index_key(upto);
+            d.state.put(&mut wtxn, name, state)?;
+            d.log
+                .delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
+            wtxn.commit()?;
+            Ok(())
+        })
     }
 
     pub fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let rtxn = self.env.read_txn()?;
-        Ok(self.state.get(&rtxn, name)?.map(<[u8]>::to_vec))
+        self.env.with(|env, d| {
+            let rtxn = env.read_txn()?;
+            Ok(d.state.get(&rtxn, name)?.map(<[u8]>::to_vec))
+        })
     }
 
     pub fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        self.state.put(&mut wtxn, name, value)?;
-        wtxn.commit()?;
-        Ok(())
+        self.env.with(|env, d| {
+            let mut wtxn = env.write_txn()?;
+            d.state.put(&mut wtxn, name, value)?;
+            wtxn.commit()?;
+            Ok(())
+        })
     }
 }

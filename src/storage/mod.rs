@@ -20,6 +20,7 @@
 //! single write transaction that the caller commits, so data, revision state
 //! and the last applied log id land together.
 
+pub mod defrag;
 pub mod keys;
 pub mod log;
 pub mod mvcc;

@@ -14,8 +14,9 @@ use heed::types::{Bytes, Str};
 use heed::{CompactionOption, Database, RoTxn, RwTxn};
 use prost::Message;
 
+use super::defrag::Defragmentable;
 use super::keys;
-use super::{open_env, Durability, LmdbEnv};
+use super::{Durability, LmdbEnv};
 use crate::error::{Error, Result};
 use crate::kv::alarm::AlarmState;
 use crate::kv::lease::Lease;
@@ -77,97 +78,92 @@ impl Dbs {
 
 /// The state machine environment of one table.
 pub struct MvccDb {
-    env: LmdbEnv,
-    dbs: Dbs,
+    env: Defragmentable<Dbs>,
 }
 
 impl MvccDb {
     pub fn open(path: &Path, map_size: usize) -> Result<MvccDb> {
-        let env = open_env(path, map_size, 8, Durability::Replayable)?;
-        let dbs = Dbs::create(&env)?;
-        Ok(MvccDb { env, dbs })
+        let env = Defragmentable::open(path, map_size, 8, Durability::Replayable, Dbs::create)?;
+        Ok(MvccDb { env })
     }
 
-    pub fn env(&self) -> &LmdbEnv {
-        &self.env
+    /// The size of the environment's file.
+    pub fn disk_size(&self) -> u64 {
+        self.env.disk_size()
+    }
+
+    /// etcd's defrag: swaps the environment for a compacted copy (see
+    /// [`Defragmentable::defragment`]); the file's size before and after.
+    pub fn defragment(&self) -> Result<(u64, u64)> {
+        self.env.defragment()
     }
 
     /// An upper bound of [`Self::space`] that reads no database: the
     /// high-water mark stands for the pages in use.
     pub fn space_bound(&self) -> super::Space {
-        super::high_water(&self.env)
+        (self.env.with(|env, _| Ok(super::high_water(env)))).unwrap_or_default()
     }
 
     /// How full the environment is.
     pub fn space(&self) -> Result<super::Space> {
-        let d = &self.dbs;
-        super::space(&self.env, |t| {
-            let mut stats = vec![d.meta.stat(t)?];
-            for db in d.byte_dbs() {
-                stats.push(db.stat(t)?);
-            }
-            Ok(stats)
+        self.env.with(|env, d| {
+            super::space(env, |t| {
+                let mut stats = vec![d.meta.stat(t)?];
+                for db in d.byte_dbs() {
+                    stats.push(db.stat(t)?);
+                }
+                Ok(stats)
+            })
         })
     }
 
     /// Runs `f` in a read transaction.
     pub fn read<R>(&self, f: impl FnOnce(&Reader<'_>) -> Result<R>) -> Result<R> {
-        let rtxn = self.env.read_txn()?;
-        f(&Reader {
-            txn: &rtxn,
-            dbs: self.dbs,
+        self.env.with(|env, dbs| {
+            let rtxn = env.read_txn()?;
+            f(&Reader { txn: &rtxn, dbs })
         })
     }
 
     /// Runs `f` in a write transaction, committed (durably) if `f` succeeds.
     pub fn write<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
-        let mut wtxn = self.env.write_txn()?;
-        let r = f(&mut Writer {
-            env: &self.env,
-            txn: &mut wtxn,
-            dbs: self.dbs,
-        })?;
-        wtxn.commit()?;
-        Ok(r)
+        self.env.with(|env, dbs| {
+            let mut wtxn = env.write_txn()?;
+            let r = f(&mut Writer {
+                env,
+                txn: &mut wtxn,
+                dbs,
+            })?;
+            wtxn.commit()?;
+            Ok(r)
+        })
     }
 
     /// Writes a consistent copy of the environment to `path`.
     pub fn copy_to(&self, path: &Path) -> Result<()> {
-        // Commits are `Replayable`: make everything up to the copy durable
-        // here, because the Raft log before a snapshot may be purged.
-        self.env.force_sync()?;
-        let _ = std::fs::remove_file(path);
-        let file = self.env.copy_to_path(path, CompactionOption::Enabled)?;
-        file.sync_all()?;
-        Ok(())
+        self.env.with(|env, _| {
+            // Commits are `Replayable`: make everything up to the copy
+            // durable here, because the Raft log before a snapshot may be
+            // purged.
+            env.force_sync()?;
+            let _ = std::fs::remove_file(path);
+            let file = env.copy_to_path(path, CompactionOption::Enabled)?;
+            file.sync_all()?;
+            Ok(())
+        })
     }
 
     /// Replaces all data with the content of a snapshot file written by
-    /// [`MvccDb::copy_to`], in one write transaction: a reader sees the old
-    /// state or the new one, and a bad file leaves the old state untouched.
+    /// [`MvccDb::copy_to`]: the file is checked (an LMDB environment with
+    /// this store's databases), then swapped in for the environment's file,
+    /// so a reader sees the old state or the new one, a bad file leaves the
+    /// old state untouched, and the map never holds both.
     pub fn load_from(&self, path: &Path) -> Result<()> {
         SnapshotFile::open(path)?.with(|snap| {
-            self.write(|w| {
-                for db in w.dbs.byte_dbs() {
-                    db.clear(w.txn)?;
-                }
-                w.dbs.meta.clear(w.txn)?;
-                for (from, to) in snap.dbs.byte_dbs().into_iter().zip(w.dbs.byte_dbs()) {
-                    for item in from.iter(snap.txn)? {
-                        let (k, v) = item?;
-                        to.put(w.txn, k, v)?;
-                    }
-                }
-                for item in snap.dbs.meta.iter(snap.txn)? {
-                    let (k, v) = item?;
-                    w.dbs.meta.put(w.txn, k, v)?;
-                }
-                Ok(())
-            })
+            snap.revision_state()?;
+            Ok(())
         })?;
-        // Raft purges the log below an installed snapshot: it must be durable.
-        self.env.force_sync()?;
-        Ok(())
+        self.env.replace_with(path)
     }
 }
 

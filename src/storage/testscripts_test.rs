@@ -91,7 +91,13 @@ fn run(db: &MvccDb, line: &str, out: &mut String) {
             };
             let resp = db.read(|r| {
                 let s = r.revision_state()?;
-                range::range(r, &req, s.current, s.compacted)
+                range::range(
+                    r,
+                    &req,
+                    s.current,
+                    s.compacted,
+                    &mut range::SendBudget::new(u64::MAX),
+                )
             });
             match resp {
                 Ok(resp) => {
@@ -154,7 +160,9 @@ fn run(db: &MvccDb, line: &str, out: &mut String) {
         }
         other => panic!("unknown command {other}"),
     };
-    let result = db.write(|w| apply(w, &cmd, &mut Vec::new())).unwrap();
+    let result = db
+        .write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX))
+        .unwrap();
     writeln!(
         out,
         "  {}",

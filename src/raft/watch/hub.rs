@@ -612,12 +612,11 @@ async fn read_history(
         });
     }
     let sm = sm.clone();
-    let (revisions, through, compacted) = tokio::task::spawn_blocking(move || {
+    let (revisions, through, compacted) = crate::raft::client_blocking(move || {
         sm.db
             .read(|r| watch::history(r, from, through, CATCH_UP_BYTES, with_prev))
     })
-    .await
-    .map_err(|e| crate::error::Error::Internal(format!("watch catch-up task: {e}")))??;
+    .await?;
     Ok(HistoryRead {
         revisions: revisions.into_iter().map(Arc::new).collect(),
         through,
