@@ -281,7 +281,8 @@ pub struct LeaderArgs {
     /// Private key (PEM) of --rest.cert-filename.
     #[arg(long = "rest.key-filename", env = "ARMADA_REST_KEY_FILENAME")]
     pub rest_key_filename: Option<PathBuf>,
-    /// Maximum duration for reading a REST request.
+    /// How long a REST client may take to send a request's headers; a
+    /// slower one is disconnected.
     #[arg(long = "rest.read-timeout", env = "ARMADA_REST_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub rest_read_timeout: Duration,
 
@@ -621,6 +622,7 @@ impl LeaderArgs {
             max_tables: self.tables_max,
             watch_progress_interval: self.api_watch_progress_notify_interval,
             rest_listen,
+            rest_read_timeout: self.rest_read_timeout,
             raft_listen,
             replication,
             follow: None,

@@ -43,3 +43,32 @@ async fn health_and_metrics() {
     let (code, _) = server.http_get("/nope").await;
     assert_eq!(code, 404);
 }
+
+/// `--rest.read-timeout`: a client that does not finish sending a
+/// request's headers in time is disconnected; a prompt one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::pick();
+    let server = Server::start(dir.path(), ports, &["--rest.read-timeout=300ms"]);
+    server.ready().await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", ports.rest))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Without the timeout the server would wait forever for the blank line.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), slow.read(&mut buf))
+        .await
+        .expect("the server kept a half-sent request open");
+    // Closed: an end of stream, a reset, or a 408 before the close.
+    if let Ok(n) = read {
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let (code, body) = server.http_get("/healthz").await;
+    assert_eq!(code, 200, "{body}");
+}

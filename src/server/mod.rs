@@ -72,6 +72,9 @@ pub struct NodeConfig {
     /// `--api.watch-progress-notify-interval`.
     pub watch_progress_interval: Duration,
     pub rest_listen: SocketAddr,
+    /// `--rest.read-timeout`: how long a REST client may take to send a
+    /// request's headers.
+    pub rest_read_timeout: Duration,
     pub raft_listen: SocketAddr,
     /// Serve the replication API to follower clusters.
     pub replication: Option<ReplicationServe>,
@@ -236,6 +239,7 @@ pub async fn serve(
             ctx: ctx.clone(),
             follower: follower.clone(),
         }),
+        cfg.rest_read_timeout,
         wait_stop(stop_rx.clone()),
     );
     let grpc = tonic::transport::Server::builder()

@@ -18,21 +18,48 @@ use crate::error::{Error, Result};
 use crate::kv::MvccRead;
 use crate::replication::status::leader_indexes;
 
+/// Serves the endpoints until `shutdown`. A client gets `read_timeout` to
+/// send a request's headers (`--rest.read-timeout`, Regatta's: a client
+/// that trickles them is cut off instead of holding a connection forever).
 pub async fn serve(
-    listener: crate::tls::Incoming,
+    mut listener: crate::tls::Incoming,
     node: Arc<Node>,
+    read_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     let app = Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
         .route("/metrics", get(metrics))
         .route("/replication/status", get(replication_status))
         .with_state(node);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("REST server: {e}")))
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (io, _) = listener.accept() => {
+                let service = TowerToHyperService::new(app.clone());
+                let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("REST connection: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn health(State(node): State<Arc<Node>>) -> (StatusCode, String) {
