@@ -17,6 +17,17 @@ pub mod tls;
 /// the node's `--api.default-table`.
 pub const TABLE_HEADER: &str = "armada-table";
 
+/// Response metadata of a leader cluster's write: the epoch of the table
+/// incarnation that applied it. A follower cluster waits for that
+/// incarnation, not only for the revision, before it answers its client:
+/// a re-created table starts its revisions again.
+pub const EPOCH_HEADER: &str = "armada-epoch";
+
+/// The [`EPOCH_HEADER`] of a response, if it has a valid one.
+pub fn epoch_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
+    metadata.get(EPOCH_HEADER)?.to_str().ok()?.parse().ok()
+}
+
 /// A request to another cluster's etcd API for `table`.
 pub fn table_request<M>(table: &str, message: M) -> tonic::Request<M> {
     let mut request = tonic::Request::new(message);

@@ -80,7 +80,7 @@ impl Kv for KvService {
         match self.ctx.write(&metadata, &group, Command::Put(req)).await? {
             Applied::Put(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
-                Ok(Response::new(resp))
+                Ok(self.ctx.respond(&group, resp))
             }
             other => Err(unexpected(other)),
         }
@@ -103,7 +103,7 @@ impl Kv for KvService {
         {
             Applied::DeleteRange(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
-                Ok(Response::new(resp))
+                Ok(self.ctx.respond(&group, resp))
             }
             other => Err(unexpected(other)),
         }
@@ -132,7 +132,7 @@ impl Kv for KvService {
         match self.ctx.write(&metadata, &group, Command::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
-                Ok(Response::new(resp))
+                Ok(self.ctx.respond(&group, resp))
             }
             other => Err(unexpected(other)),
         }
@@ -155,7 +155,7 @@ impl Kv for KvService {
         {
             Applied::Compact(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
-                Ok(Response::new(resp))
+                Ok(self.ctx.respond(&group, resp))
             }
             other => Err(unexpected(other)),
         }

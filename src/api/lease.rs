@@ -80,7 +80,7 @@ fn unexpected(applied: Applied) -> Status {
 pub(crate) async fn grant(
     ctx: &Context,
     metadata: &tonic::metadata::MetadataMap,
-    group: &RaftGroup,
+    group: &Arc<RaftGroup>,
     mut req: LeaseGrantRequest,
 ) -> Result<LeaseGrantResponse, Status> {
     // On a follower cluster the leader cluster decides id and TTL.
@@ -110,7 +110,7 @@ impl Lease for LeaseService {
         let group = self.ctx.group(request.metadata()).await?;
         let metadata = request.metadata().clone();
         let resp = grant(&self.ctx, &metadata, &group, request.into_inner()).await?;
-        Ok(Response::new(resp))
+        Ok(self.ctx.respond(&group, resp))
     }
 
     async fn lease_revoke(
@@ -123,7 +123,7 @@ impl Lease for LeaseService {
         match self.ctx.write(&metadata, &group, cmd).await? {
             Applied::LeaseRevoke(mut resp) => {
                 self.ctx.fill(&group, &mut resp.header, None);
-                Ok(Response::new(resp))
+                Ok(self.ctx.respond(&group, resp))
             }
             other => Err(unexpected(other)),
         }

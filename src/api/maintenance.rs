@@ -64,7 +64,7 @@ impl Maintenance for MaintenanceService {
         };
         // etcd 3.4 answers Alarm without a header.
         resp.header = None;
-        Ok(Response::new(resp))
+        Ok(self.ctx.respond(&group, resp))
     }
 
     async fn status(

@@ -34,9 +34,10 @@ use crate::pb::etcdserverpb::{
 };
 use crate::raft::group::RaftGroup;
 use crate::raft::registry::Registry;
+use crate::raft::state_machine::replicated_state;
 use crate::raft::NodeId;
 
-pub use crate::TABLE_HEADER;
+pub use crate::{EPOCH_HEADER, TABLE_HEADER};
 
 /// This member as etcd clients see it.
 #[derive(Clone, Debug)]
@@ -47,13 +48,21 @@ pub struct Member {
     pub peer_urls: Vec<String>,
 }
 
+/// A write's answer from the leader cluster, with the epoch of the table
+/// incarnation it was applied to ([`EPOCH_HEADER`]; `None` from a leader
+/// that does not send it).
+pub struct Forwarded {
+    pub applied: Applied,
+    pub epoch: Option<u64>,
+}
+
 /// Where a follower cluster sends its clients' writes: the leader cluster.
 /// (Implemented by `replication::follower`; the api layer only calls it.)
 #[tonic::async_trait]
 pub trait Upstream: Send + Sync {
     /// Runs `cmd` on the leader cluster's `table` and returns its result
     /// there; the leader's etcd errors come back unchanged.
-    async fn write(&self, table: &str, cmd: Command) -> Result<Applied, Status>;
+    async fn write(&self, table: &str, cmd: Command) -> Result<Forwarded, Status>;
 
     /// The leader cluster's etcd API, for what is not a command: lease
     /// keep-alives and TTLs, locks and elections. Requests name their
@@ -173,7 +182,7 @@ impl Context {
     pub async fn write(
         &self,
         metadata: &MetadataMap,
-        group: &RaftGroup,
+        group: &Arc<RaftGroup>,
         cmd: Command,
     ) -> Result<Applied, Status> {
         // etcd's quota check (`quotaKVServer`): a member short of space
@@ -190,31 +199,62 @@ impl Context {
             Command::LeaseRevoke(r) => Some((r.id, false)),
             _ => None,
         };
-        let applied = up.write(&self.table_name(metadata)?, cmd).await?;
+        let Forwarded { applied, epoch } = up.write(&self.table_name(metadata)?, cmd).await?;
         let revision = applied.header().map_or(0, |h| h.revision);
         let lease = match &applied {
             Applied::LeaseGrant(r) => Some((r.id, true)),
             _ => lease,
         };
-        let replicated = group
-            .wait_until(READ_YOUR_WRITES_WAIT, move |r| {
-                Ok(r.revision_state()?.current >= revision
-                    && lease.is_none_or(|(id, exists)| {
-                        r.lease(id).is_ok_and(|l| l.is_some() == exists)
-                    }))
-            })
-            .await;
-        if !replicated {
-            return Err(Status::deadline_exceeded(format!(
-                "armada: the write committed on the leader cluster at revision {revision}, \
-                 but this follower has not replicated it yet"
-            )));
+        // The write may land in another incarnation of the table than the
+        // one this request started on (the leader re-created it): when the
+        // follower swaps incarnations, the wait goes on with the new one.
+        let table = self.table_name(metadata)?;
+        let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT;
+        let mut current = group.clone();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let replicated = current.wait_until(left, move |r| {
+                Ok(
+                    epoch.is_none_or(|e| replicated_state(r).is_ok_and(|(_, held)| held == e))
+                        && r.revision_state()?.current >= revision
+                        && lease.is_none_or(|(id, exists)| {
+                            r.lease(id).is_ok_and(|l| l.is_some() == exists)
+                        }),
+                )
+            });
+            if replicated.await {
+                break;
+            }
+            if left.is_zero() {
+                return Err(Status::deadline_exceeded(format!(
+                    "armada: the write committed on the leader cluster at revision {revision}, \
+                     but this follower has not replicated it yet"
+                )));
+            }
+            match self.registry.get(&table).await {
+                Ok(next) if !Arc::ptr_eq(&next, &current) => current = next,
+                // The same incarnation failed a read, or none is running
+                // (the follower mirrors a deletion before the re-creation):
+                // look again shortly. The write is committed: never an error
+                // other than the deadline's, or a client would retry it.
+                _ => tokio::time::sleep(Duration::from_millis(50).min(left)).await,
+            }
         }
         Ok(applied)
     }
 }
 
 impl Context {
+    /// A write's response; a leader cluster's carries the table's epoch
+    /// ([`EPOCH_HEADER`]) for follower clusters.
+    pub fn respond<T>(&self, group: &RaftGroup, resp: T) -> tonic::Response<T> {
+        let mut response = tonic::Response::new(resp);
+        if let (None, Some(epoch)) = (&self.upstream, group.epoch()) {
+            response.metadata_mut().insert(EPOCH_HEADER, epoch.into());
+        }
+        response
+    }
+
     /// Proposes this member's NOSPACE alarm unless the table has it. A
     /// follower cluster's tables hold only the leader cluster's state, so
     /// there a member short of space refuses writes without an alarm.

@@ -506,6 +506,12 @@ impl RaftGroup {
         Ok(self.replicated()?.0)
     }
 
+    /// The epoch of this table incarnation (`None` for the metadata
+    /// group): the group id is `<table>.<epoch>` by construction.
+    pub fn epoch(&self) -> Option<u64> {
+        self.group_id.rsplit_once('.')?.1.parse().ok()
+    }
+
     /// The leader index and leader epoch this table holds (follower
     /// clusters; `(0, 0)` before anything was replicated).
     pub fn replicated(&self) -> Result<(u64, u64)> {

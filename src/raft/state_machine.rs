@@ -395,7 +395,7 @@ fn remove_files(dir: &Path, prefix: &str) {
 }
 
 /// The leader index and epoch a follower cluster's table holds ((0, 0): none).
-fn replicated_state(r: &Reader<'_>) -> Result<(u64, u64)> {
+pub(crate) fn replicated_state(r: &Reader<'_>) -> Result<(u64, u64)> {
     match r.get_meta(LEADER_INDEX)? {
         Some(raw) => Ok(bincode::deserialize(&raw)?),
         None => Ok((0, 0)),

@@ -591,48 +591,61 @@ impl Follower {
     }
 
     /// A client's write on the leader cluster's `table` (etcd errors
-    /// unchanged); the caller waits for it to be replicated back.
-    pub async fn forward_write(&self, table: &str, cmd: Command) -> Result<Applied, Status> {
+    /// unchanged), with the epoch of the incarnation that applied it (its
+    /// [`crate::EPOCH_HEADER`]); the caller waits for it to be replicated back.
+    pub async fn forward_write(
+        &self,
+        table: &str,
+        cmd: Command,
+    ) -> Result<(Applied, Option<u64>), Status> {
         // The answer can be as large as the leader may send (etcd's 2 GiB
         // send limit: a DeleteRange with prev_kv, a Txn with ranges); a
         // smaller decode limit would report a committed write as failed,
         // and the client's retry would apply it twice.
         let mut kv =
             KvClient::new(self.leader.clone()).max_decoding_message_size(i32::MAX as usize);
-        Ok(match cmd {
-            Command::Put(r) => Applied::Put(kv.put(table_request(table, r)).await?.into_inner()),
-            Command::DeleteRange(r) => {
-                Applied::DeleteRange(kv.delete_range(table_request(table, r)).await?.into_inner())
+        let mut lease = LeaseClient::new(self.leader.clone());
+        let mut epoch = None;
+        fn answer<T>(resp: tonic::Response<T>, epoch: &mut Option<u64>) -> T {
+            *epoch = crate::epoch_of(resp.metadata());
+            resp.into_inner()
+        }
+        let applied = match cmd {
+            Command::Put(r) => {
+                Applied::Put(answer(kv.put(table_request(table, r)).await?, &mut epoch))
             }
-            Command::Txn(r) => Applied::Txn(kv.txn(table_request(table, r)).await?.into_inner()),
-            Command::Compact(r) => {
-                Applied::Compact(kv.compact(table_request(table, r)).await?.into_inner())
+            Command::DeleteRange(r) => Applied::DeleteRange(answer(
+                kv.delete_range(table_request(table, r)).await?,
+                &mut epoch,
+            )),
+            Command::Txn(r) => {
+                Applied::Txn(answer(kv.txn(table_request(table, r)).await?, &mut epoch))
             }
+            Command::Compact(r) => Applied::Compact(answer(
+                kv.compact(table_request(table, r)).await?,
+                &mut epoch,
+            )),
             // The leader cluster picks the id (if 0) and the minimum TTL.
-            Command::LeaseGrant(r) => Applied::LeaseGrant(
-                LeaseClient::new(self.leader.clone())
-                    .lease_grant(table_request(table, r))
-                    .await?
-                    .into_inner(),
-            ),
-            Command::LeaseRevoke(r) => Applied::LeaseRevoke(
-                LeaseClient::new(self.leader.clone())
-                    .lease_revoke(table_request(table, r))
-                    .await?
-                    .into_inner(),
-            ),
-            Command::Alarm(r) => Applied::Alarm(
-                MaintenanceClient::new(self.leader.clone())
-                    .alarm(table_request(table, r))
-                    .await?
-                    .into_inner(),
-            ),
+            Command::LeaseGrant(r) => Applied::LeaseGrant(answer(
+                lease.lease_grant(table_request(table, r)).await?,
+                &mut epoch,
+            )),
+            Command::LeaseRevoke(r) => Applied::LeaseRevoke(answer(
+                lease.lease_revoke(table_request(table, r)).await?,
+                &mut epoch,
+            )),
+            Command::Alarm(r) => {
+                let mut maintenance = MaintenanceClient::new(self.leader.clone());
+                let resp = maintenance.alarm(table_request(table, r)).await?;
+                Applied::Alarm(answer(resp, &mut epoch))
+            }
             Command::LeaseCheckpoint(_) => {
                 return Err(Status::internal(
                     "armada: lease checkpoints are the leader cluster's own",
                 ))
             }
-        })
+        };
+        Ok((applied, epoch))
     }
 
     /// The leader cluster's etcd API (on its replication port), for the

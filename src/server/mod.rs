@@ -21,9 +21,9 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::tables::TablesService;
 use crate::api::watch::WatchService;
 use crate::api::watch_codec::WatchServer;
-use crate::api::{member_id, stable_id, ApiMetrics, Context, Member, Upstream};
+use crate::api::{member_id, stable_id, ApiMetrics, Context, Forwarded, Member, Upstream};
 use crate::error::{Error, Result};
-use crate::kv::command::{Applied, Command};
+use crate::kv::command::Command;
 use crate::kv::validate::{MAX_GRPC_DECODE_BYTES, MAX_GRPC_RECV_BYTES};
 use crate::pb::armada::tables_server::TablesServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
@@ -117,8 +117,9 @@ impl Upstream for ForwardToLeader {
         &self,
         table: &str,
         cmd: Command,
-    ) -> std::result::Result<Applied, tonic::Status> {
-        self.0.forward_write(table, cmd).await
+    ) -> std::result::Result<Forwarded, tonic::Status> {
+        let (applied, epoch) = self.0.forward_write(table, cmd).await?;
+        Ok(Forwarded { applied, epoch })
     }
 
     fn channel(&self) -> tonic::transport::Channel {
