@@ -152,6 +152,11 @@ pub struct LeaderArgs {
     /// is etcd's, `math.MaxInt32`.
     #[arg(long = "api.max-send-bytes", env = "ARMADA_API_MAX_SEND_BYTES", default_value = "2147483647", value_parser = parse_size)]
     pub api_max_send_bytes: u64,
+    /// The most concurrent gRPC streams (requests, watch and keep-alive
+    /// streams) one client connection may hold open on the API port
+    /// (etcd's --max-concurrent-streams); unlimited by default, as in etcd.
+    #[arg(long = "api.max-concurrent-streams", env = "ARMADA_API_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub api_max_concurrent_streams: u32,
     /// TLS certificate (PEM chain) of the API server; with
     /// --api.key-filename, the API port serves TLS only and --api.address
     /// is written `https://`. Re-read when the file changes.
@@ -621,6 +626,7 @@ impl LeaderArgs {
             default_table: self.api_default_table.clone(),
             max_tables: self.tables_max,
             watch_progress_interval: self.api_watch_progress_notify_interval,
+            max_concurrent_streams: self.api_max_concurrent_streams,
             rest_listen,
             rest_read_timeout: self.rest_read_timeout,
             raft_listen,
@@ -863,6 +869,9 @@ mod tests {
         );
         assert_eq!(cfg.default_table, "default");
         assert_eq!(cfg.group().election_ms, 1000);
+        // etcd's gRPC limits: a 2 GiB send limit, unlimited streams.
+        assert_eq!(cfg.group().send_limit, i32::MAX as u64);
+        assert_eq!(cfg.max_concurrent_streams, u32::MAX);
     }
 
     #[test]

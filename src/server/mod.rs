@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub max_tables: usize,
     /// `--api.watch-progress-notify-interval`.
     pub watch_progress_interval: Duration,
+    /// `--api.max-concurrent-streams`: per client connection.
+    pub max_concurrent_streams: u32,
     pub rest_listen: SocketAddr,
     /// `--rest.read-timeout`: how long a REST client may take to send a
     /// request's headers.
@@ -245,6 +247,7 @@ pub async fn serve(
     );
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(7200)))
+        .max_concurrent_streams(cfg.max_concurrent_streams)
         .add_service(kv_server(&ctx))
         .add_service(
             MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
