@@ -201,6 +201,13 @@ pub enum Error {
          empty data directory"
     )]
     WrongLeaderCluster { follows: String, found: String },
+    /// A follower cluster's call to its leader cluster failed or was
+    /// answered out of turn (unreachable, timed out, a stream cut, a
+    /// lagging leader node, a table changed meanwhile): the replication
+    /// worker retries.
+    #[error("leader cluster: {0}")]
+    Upstream(String),
+    /// A bug: a state the code never expects.
     #[error("{0}")]
     Internal(String),
 }
@@ -241,7 +248,7 @@ impl From<Error> for tonic::Status {
             Error::TableNotFound(_) => tonic::Status::not_found(e.to_string()),
             Error::TableExists(_) => tonic::Status::already_exists(e.to_string()),
             Error::InvalidInput(_) => tonic::Status::invalid_argument(e.to_string()),
-            Error::Raft(_) | Error::TableUnavailable { .. } => {
+            Error::Raft(_) | Error::TableUnavailable { .. } | Error::Upstream(_) => {
                 tonic::Status::unavailable(e.to_string())
             }
             Error::WrongLeaderCluster { .. } => tonic::Status::failed_precondition(e.to_string()),

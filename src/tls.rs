@@ -412,19 +412,41 @@ pub(crate) struct TlsConnector(pub(crate) Arc<ClientConfig>);
 
 type Dialed = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
 
+/// A [`TlsConnector`] dial that failed before any request could be sent
+/// (TCP connect or TLS handshake): callers may retry elsewhere.
+#[derive(Debug)]
+pub(crate) struct ConnectFailed(io::Error);
+
+impl std::fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connect error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConnectFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl tonic::codegen::Service<Uri> for TlsConnector {
     type Response = Dialed;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Dialed>> + Send>>;
+    type Error = ConnectFailed;
+    type Future = Pin<Box<dyn Future<Output = Result<Dialed, ConnectFailed>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectFailed>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let config = self.0.clone();
         Box::pin(async move {
-            let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad peer URI {uri}"));
+            let bad = || {
+                ConnectFailed(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad peer URI {uri}"),
+                ))
+            };
             // IPv6 hosts come bracketed in a URI, and bare in a server name.
             let host = uri
                 .host()
@@ -433,16 +455,16 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
                 .to_string();
             let port = uri.port_u16().ok_or_else(bad)?;
             let name = ServerName::try_from(host.clone()).map_err(|_| bad())?;
-            // "connect error" in both messages: the raft client reads it as
-            // "the request was never sent" (see raft::network::CallError).
+            // The raft client reads ConnectFailed as "the request was never
+            // sent" (see raft::network::CallError).
             let tcp = TcpStream::connect((host.as_str(), port))
                 .await
-                .map_err(|e| io::Error::new(e.kind(), format!("tcp connect error: {e}")))?;
+                .map_err(ConnectFailed)?;
             let _ = tcp.set_nodelay(true);
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| io::Error::new(e.kind(), format!("tls connect error: {e}")))?;
+                .map_err(ConnectFailed)?;
             Ok(TokioIo::new(tls))
         })
     }

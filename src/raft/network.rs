@@ -75,18 +75,36 @@ pub enum CallError {
 impl CallError {
     fn from_status(target: NodeId, addr: &str, s: &tonic::Status) -> CallError {
         let m = format!("node {target} ({addr}): {}", s.message());
-        // tonic reports a failed connect (refused, or past connect_timeout)
-        // as Unavailable carrying the connector's error, hyper-util's "tcp
-        // connect error"; a transport-level failure after connecting is
-        // Unavailable or Unknown with another message.
-        let connect_failed =
-            s.code() == tonic::Code::Unavailable && s.message().contains("connect error");
-        if connect_failed || s.code() == tonic::Code::NotFound {
+        if connect_failed(s) || s.code() == tonic::Code::NotFound {
             CallError::NotSent(m)
         } else {
             CallError::Lost(m)
         }
     }
+}
+
+/// True if `s` reports a connection that was never made: tonic answers
+/// with the connector's error in its source chain, our TLS connector's
+/// [`ConnectFailed`](crate::tls::ConnectFailed), or (plain TCP) an I/O
+/// error of the connect phase (refused, no route, no address). Anything
+/// else, a reset mid-call say, may have delivered the request. A connect
+/// timeout counts as lost: not retried, the safe side.
+fn connect_failed(s: &tonic::Status) -> bool {
+    use std::io::ErrorKind::*;
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.is::<crate::tls::ConnectFailed>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The RPCs of `armada.raft.v1.Raft`.
@@ -348,5 +366,55 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.send(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that refuses the connection was never sent the request; the
+    /// decision comes from the error's source chain, not its text.
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let peers = Peers::new(None);
+        let addr = format!("127.0.0.1:{port}");
+        let sent = peers
+            .call::<(), ()>(2, &addr, "t.1", Rpc::Vote, &(), Duration::from_secs(5))
+            .await;
+        assert!(matches!(sent, Err(CallError::NotSent(_))), "{sent:?}");
+    }
+
+    /// Over mutual TLS, a handshake that fails (the peer hangs up) sent
+    /// nothing either.
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        std::fs::write(&cert, params.self_signed(&pair).unwrap().pem()).unwrap();
+        std::fs::write(&key, pair.serialize_pem()).unwrap();
+        let paths = crate::tls::TlsPaths {
+            cert: cert.clone(),
+            key,
+            ca: Some(cert),
+        };
+        let peers = Peers::new(Some(crate::tls::client_config(&paths).unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                drop(conn);
+            }
+        });
+        let sent = peers
+            .call::<(), ()>(2, &addr, "t.1", Rpc::Vote, &(), Duration::from_secs(5))
+            .await;
+        assert!(matches!(sent, Err(CallError::NotSent(_))), "{sent:?}");
     }
 }

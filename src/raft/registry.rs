@@ -13,6 +13,9 @@
 //! deleted and re-created table never reuses old files.
 
 mod identity;
+pub(crate) mod keyspace;
+
+use keyspace::{from_json, member_id, to_json, Incarnation, MetaKey, MetaPrefix};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -38,40 +41,6 @@ use crate::storage::mvcc::Reader;
 
 /// The metadata group's id on the Raft transport; no table name starts with '.'.
 pub const META_GROUP: &str = ".meta";
-const TABLES: &str = "tables/";
-const MEMBERS: &str = "members/";
-/// A table's incarnation as the catalogue records it: `"<epoch>"`, or
-/// `"<epoch> seed=<node>"` for one seeded from a snapshot on that node
-/// (a follower cluster's recovery), which the other nodes must not
-/// initialize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Incarnation {
-    epoch: u64,
-    seed: Option<NodeId>,
-}
-
-impl Incarnation {
-    fn parse(s: &str) -> Option<Incarnation> {
-        let (epoch, seed) = match s.split_once(" seed=") {
-            Some((e, n)) => (e, Some(n.parse().ok()?)),
-            None => (s, None),
-        };
-        Some(Incarnation {
-            epoch: epoch.parse().ok()?,
-            seed,
-        })
-    }
-}
-
-impl std::fmt::Display for Incarnation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.seed {
-            Some(n) => write!(f, "{} seed={n}", self.epoch),
-            None => write!(f, "{}", self.epoch),
-        }
-    }
-}
-
 /// Node-wide layout and tuning from which each group's [`GroupConfig`] is derived.
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -188,9 +157,10 @@ pub(crate) fn compare_key(
 }
 
 /// Every live key under `prefix`, at the current revision.
-fn scan_prefix(r: &Reader<'_>, prefix: &str) -> Result<Vec<KeyValue>> {
+fn scan_prefix(r: &Reader<'_>, prefix: MetaPrefix) -> Result<Vec<KeyValue>> {
     let rev = r.revision_state()?.current;
-    let range = KeyRange::new(prefix.as_bytes(), &prefix_end(prefix.as_bytes()));
+    let prefix = prefix.as_str().as_bytes();
+    let range = KeyRange::new(prefix, &prefix_end(prefix));
     let mut out = Vec::new();
     r.scan(&range, rev, &mut |kv| {
         out.push(kv);
@@ -306,13 +276,10 @@ impl Registry {
         self.meta
             .read(linearizable, |r| {
                 let mut out = BTreeMap::new();
-                for kv in scan_prefix(r, TABLES)? {
-                    let name = String::from_utf8_lossy(&kv.key[TABLES.len()..]).into_owned();
-                    let inc = std::str::from_utf8(&kv.value)
-                        .ok()
-                        .and_then(Incarnation::parse)
-                        .ok_or_else(|| Error::Corrupt(format!("epoch of table {name:?}")))?;
-                    out.insert(name, inc);
+                for kv in scan_prefix(r, MetaPrefix::Tables)? {
+                    let name = MetaPrefix::Tables.rest(&kv.key)?;
+                    let inc = Incarnation::decode(name, &kv.value)?;
+                    out.insert(name.to_string(), inc);
                 }
                 Ok(out)
             })
@@ -587,7 +554,7 @@ impl Registry {
     /// and opens the new one, which this node's snapshot fills. Returns
     /// false if the table is no longer at `old`.
     pub async fn swap_to_seeded(&self, name: &str, old: u64, new: u64) -> Result<bool> {
-        let key = format!("{TABLES}{name}");
+        let key = MetaKey::Table(name).encode();
         let current = self.catalogue(true).await?.remove(name);
         let Some(current) = current.filter(|c| c.epoch == old) else {
             return Ok(false);
@@ -596,7 +563,7 @@ impl Registry {
             compare: vec![compare_key(
                 &key,
                 compare::CompareResult::Equal,
-                compare::TargetUnion::Value(current.to_string().into_bytes()),
+                compare::TargetUnion::Value(current.encode()),
             )],
             success: vec![put_op(
                 key,
@@ -604,8 +571,7 @@ impl Registry {
                     epoch: new,
                     seed: Some(self.node_id()),
                 }
-                .to_string()
-                .into_bytes(),
+                .encode(),
             )],
             failure: vec![],
         };
@@ -632,10 +598,11 @@ impl Registry {
     pub async fn create(&self, name: &str) -> Result<u64> {
         validate_table_name(name)?;
         let epoch = new_epoch();
-        let key = format!("{TABLES}{name}");
+        let key = MetaKey::Table(name).encode();
+        let created = Incarnation { epoch, seed: None };
         let txn = TxnRequest {
             compare: vec![exists(&key, false)],
-            success: vec![put_op(key.clone(), epoch.to_string().into_bytes())],
+            success: vec![put_op(key.clone(), created.encode())],
             failure: vec![],
         };
         if !succeeded(self.meta.write(Command::Txn(txn)).await?) {
@@ -656,7 +623,7 @@ impl Registry {
 
     /// Deletes a table cluster-wide: every node stops its group and removes its data.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let key = format!("{TABLES}{name}");
+        let key = MetaKey::Table(name).encode();
         let txn = TxnRequest {
             compare: vec![exists(&key, true)],
             success: vec![RequestOp {
@@ -678,8 +645,8 @@ impl Registry {
 
     /// Records how clients reach this node, unless already recorded so.
     pub async fn register_member(&self, info: &MemberInfo) -> Result<()> {
-        let key = format!("{MEMBERS}{}", self.node_id());
-        let value = serde_json::to_vec(info).map_err(|e| Error::Internal(e.to_string()))?;
+        let key = MetaKey::Member(self.node_id()).encode();
+        let value = to_json(info)?;
         let current = self.members().await?.remove(&self.node_id());
         if current.as_ref() != Some(info) {
             self.meta
@@ -698,14 +665,9 @@ impl Registry {
         self.meta
             .read(false, |r| {
                 let mut out = BTreeMap::new();
-                for kv in scan_prefix(r, MEMBERS)? {
-                    let id = std::str::from_utf8(&kv.key[MEMBERS.len()..])
-                        .ok()
-                        .and_then(|s| s.parse().ok());
-                    let info = serde_json::from_slice(&kv.value).ok();
-                    if let (Some(id), Some(info)) = (id, info) {
-                        out.insert(id, info);
-                    }
+                for kv in scan_prefix(r, MetaPrefix::Members)? {
+                    let id = member_id(&kv.key)?;
+                    out.insert(id, from_json(&MetaKey::Member(id), &kv.value)?);
                 }
                 Ok(out)
             })

@@ -247,7 +247,7 @@ impl Follower {
         let leader = MetadataClient::new(self.leader.clone())
             .get(MetadataRequest {})
             .await
-            .map_err(|s| Error::Internal(format!("Metadata.Get on the leader cluster: {s}")))?
+            .map_err(|s| Error::Upstream(format!("Metadata.Get: {s}")))?
             .into_inner();
         if leader.cluster.is_empty() {
             return Err(Error::InvalidInput(
@@ -370,9 +370,9 @@ impl Follower {
                 if status.code() == tonic::Code::Unavailable {
                     self.update(table, |s| s.failed_connects += 1);
                 }
-                return Err(Error::Internal(format!("Log.Replicate: {status}")));
+                return Err(Error::Upstream(format!("Log.Replicate: {status}")));
             }
-            Err(_) => return Err(Error::Internal("Log.Replicate: timed out".into())),
+            Err(_) => return Err(Error::Upstream("Log.Replicate: timed out".into())),
         };
         let mut renewed = Instant::now();
         let mut heard = Instant::now();
@@ -389,7 +389,7 @@ impl Follower {
             };
             let Some(next) = next else {
                 if Instant::now() >= silent_until {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::Upstream(format!(
                         "Log.Replicate: nothing from the leader for {:?}",
                         self.cfg.log_rpc_timeout
                     )));
@@ -404,8 +404,8 @@ impl Follower {
             heard = Instant::now();
             let msg: ReplicateResponse = match next {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return Err(Error::Internal("Log.Replicate stream ended".into())),
-                Err(status) => return Err(Error::Internal(format!("Log.Replicate: {status}"))),
+                Ok(None) => return Err(Error::Upstream("Log.Replicate stream ended".into())),
+                Err(status) => return Err(Error::Upstream(format!("Log.Replicate: {status}"))),
             };
             let signal = Signal::try_from(msg.signal).unwrap_or(Signal::None);
             let stale_epoch = held > 0 && msg.epoch != 0 && msg.epoch != epoch;
@@ -426,7 +426,7 @@ impl Follower {
                     return self.recover(table).await;
                 }
                 Signal::LeaderBehind => {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::Upstream(format!(
                         "the leader node is behind this follower (its last index {})",
                         msg.last_index
                     )))
@@ -532,7 +532,7 @@ impl Follower {
                     cluster: self.follows().await?,
                 })
                 .await
-                .map_err(|s| Error::Internal(format!("Snapshot.Stream: {s}")))?
+                .map_err(|s| Error::Upstream(format!("Snapshot.Stream: {s}")))?
                 .into_inner();
             super::snapshot_stream::receive_snapshot(
                 stream,
@@ -543,7 +543,7 @@ impl Follower {
         };
         let header = tokio::time::timeout(self.cfg.snapshot_rpc_timeout, download)
             .await
-            .map_err(|_| Error::Internal("Snapshot.Stream: timed out".into()))??;
+            .map_err(|_| Error::Upstream("Snapshot.Stream: timed out".into()))??;
         if header.table != table {
             return Err(Error::Corrupt(format!(
                 "snapshot of table {:?} received for {table:?}",
@@ -554,7 +554,7 @@ impl Follower {
         // must not take the table back in time.
         let (held, held_epoch) = self.registry.get(table).await?.replicated()?;
         if header.epoch == held_epoch && header.leader_index < held {
-            return Err(Error::Internal(format!(
+            return Err(Error::Upstream(format!(
                 "the leader's snapshot of {table:?} is at leader index {}, behind the {held} \
                  held here; retrying",
                 header.leader_index
@@ -571,7 +571,7 @@ impl Follower {
             .swap_to_seeded(table, old_epoch, new_epoch)
             .await?
         {
-            return Err(Error::Internal(format!(
+            return Err(Error::Upstream(format!(
                 "table {table:?} changed while recovering; retrying"
             )));
         }

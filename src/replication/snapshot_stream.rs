@@ -96,7 +96,7 @@ where
     use tokio::io::AsyncWriteExt;
     let next = |m: Option<std::result::Result<SnapshotChunk, Status>>| match m {
         Some(Ok(c)) => Ok(c),
-        Some(Err(s)) => Err(Error::Internal(format!("Snapshot.Stream: {s}"))),
+        Some(Err(s)) => Err(Error::Upstream(format!("Snapshot.Stream: {s}"))),
         None => Err(Error::Corrupt(
             "snapshot stream ended before its trailer".into(),
         )),

@@ -14,15 +14,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kv::command::Command;
 use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::{compare, TxnRequest};
+use crate::raft::registry::keyspace::{from_json, to_json, MetaKey};
 use crate::raft::registry::{compare_key, put_op, succeeded, unix_ms, Registry};
 use crate::raft::NodeId;
-
-/// The metadata keys of worker leases (the prefix predates the name).
-const WORKER_LEASES: &str = "leases/";
 
 /// A table's worker lease, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,7 +38,7 @@ pub async fn acquire(
     holder: NodeId,
     ttl: Duration,
 ) -> Result<bool> {
-    let key = format!("{WORKER_LEASES}{table}");
+    let key = MetaKey::WorkerLease(table).encode();
     let now = unix_ms();
     let read_key = key.clone();
     let current = (registry.meta())
@@ -51,7 +49,11 @@ pub async fn acquire(
         .await?;
     let mod_revision = match &current {
         Some(kv) => {
-            let lease: Option<WorkerLease> = serde_json::from_slice(&kv.value).ok();
+            // A lease that does not decode is taken over (with a warning):
+            // refusing it would stop the table's replication for good.
+            let lease = from_json::<WorkerLease>(&MetaKey::WorkerLease(table), &kv.value)
+                .inspect_err(|e| tracing::warn!(%table, "taking over a worker lease: {e}"))
+                .ok();
             if lease.is_some_and(|l| l.holder != holder && l.expires_ms > now) {
                 return Ok(false);
             }
@@ -63,7 +65,7 @@ pub async fn acquire(
         holder,
         expires_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
     };
-    let value = serde_json::to_vec(&lease).map_err(|e| Error::Internal(e.to_string()))?;
+    let value = to_json(&lease)?;
     let txn = TxnRequest {
         compare: vec![compare_key(
             &key,
