@@ -14,6 +14,7 @@
 
 mod identity;
 pub(crate) mod keyspace;
+mod plan;
 
 use keyspace::{from_json, member_id, to_json, Incarnation, MetaKey, MetaPrefix};
 
@@ -286,119 +287,29 @@ impl Registry {
             .await
     }
 
-    /// Starts and stops table groups to match the catalogue.
+    /// Starts and stops table groups to match the catalogue: the steps are
+    /// [`plan::plan`]'s, executed in its order.
     pub async fn reconcile(&self) -> Result<()> {
         let _one = self.reconciling.lock().await;
         let catalogue = self.catalogue(false).await?;
+        let running: BTreeMap<String, u64> = (self.groups.read().await.iter())
+            .map(|(n, (e, _))| (n.clone(), *e))
+            .collect();
+        let incoming: BTreeMap<String, plan::Incoming> = (self.incoming.read().await.iter())
+            .map(|(n, (epoch, g))| {
+                let seeded = g.raft().metrics().borrow().last_applied.is_some();
+                let epoch = *epoch;
+                (n.clone(), plan::Incoming { epoch, seeded })
+            })
+            .collect();
+        for action in plan::plan(&catalogue, &running, &incoming, self.node_id()) {
+            self.execute(action).await;
+        }
+        // A table deleted while it failed to open is no longer reported.
+        (self.failed.lock().unwrap()).retain(|name, _| catalogue.contains_key(name));
         let want: BTreeMap<String, u64> = (catalogue.iter())
             .map(|(n, inc)| (n.clone(), inc.epoch))
             .collect();
-        let running: Vec<(String, u64)> = self
-            .groups
-            .read()
-            .await
-            .iter()
-            .map(|(n, (e, _))| (n.clone(), *e))
-            .collect();
-        // Incoming incarnations no longer wanted are dropped; those that
-        // have applied their seed's snapshot replace the old incarnation.
-        let incoming: Vec<(String, u64, Arc<RaftGroup>)> = (self.incoming.read().await.iter())
-            .map(|(n, (e, g))| (n.clone(), *e, g.clone()))
-            .collect();
-        for (name, epoch, group) in incoming {
-            if want.get(&name) != Some(&epoch) {
-                self.incoming.write().await.remove(&name);
-                group.shutdown().await;
-            } else if group.raft().metrics().borrow().last_applied.is_some() {
-                self.incoming.write().await.remove(&name);
-                tracing::info!(table = %name, epoch, "recovered incarnation takes over");
-                let old = self
-                    .groups
-                    .write()
-                    .await
-                    .insert(name.clone(), (epoch, group.clone()));
-                self.attach_watchers(&name, &group, old.as_ref().map(|(_, g)| &**g));
-                if let Some((_, old)) = old {
-                    old.shutdown().await;
-                }
-            }
-        }
-        // Deleted tables stop here; a table at a new epoch is replaced below,
-        // the old incarnation serving until the new one can.
-        for (name, epoch) in running {
-            if want.contains_key(&name) {
-                continue;
-            }
-            let removed = self.groups.write().await.remove(&name);
-            self.failed.lock().unwrap().remove(&name);
-            if let Some(hub) = self.hubs.lock().unwrap().remove(&name) {
-                hub.close();
-            }
-            if let Some((_, group)) = removed {
-                tracing::info!(table = %name, epoch, "stopping deleted table");
-                group.shutdown().await;
-            }
-        }
-        for (name, epoch) in &want {
-            let running = self.groups.read().await.get(name).map(|(e, _)| *e);
-            if running == Some(*epoch) {
-                continue;
-            }
-            let incoming = self.incoming.read().await.get(name).map(|(e, _)| *e);
-            if incoming == Some(*epoch) {
-                continue;
-            }
-            let dir = format!("{name}.{epoch}");
-            tracing::info!(table = %name, epoch, "starting table");
-            let opened = RaftGroup::open(
-                name,
-                &dir,
-                &Self::group_config(&self.cfg, &dir),
-                self.peers.clone(),
-                catalogue[name].seed.is_none(),
-            )
-            .await;
-            // One table that cannot open (a corrupt file, no file
-            // descriptors left) must not keep the others from serving.
-            let group = match opened {
-                Ok(group) => {
-                    self.failed.lock().unwrap().remove(name);
-                    group
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    let before = self
-                        .failed
-                        .lock()
-                        .unwrap()
-                        .insert(name.clone(), reason.clone());
-                    if before.as_ref() != Some(&reason) {
-                        tracing::error!(table = %name, epoch, "the table failed to open: {e}");
-                    }
-                    continue;
-                }
-            };
-            // A recovery another node seeded: the old incarnation keeps
-            // serving until this node has the seed's snapshot (promoted above).
-            let seeded_elsewhere = (catalogue[name].seed).is_some_and(|s| s != self.node_id());
-            if running.is_some() && seeded_elsewhere {
-                self.incoming
-                    .write()
-                    .await
-                    .insert(name.clone(), (*epoch, group));
-                continue;
-            }
-            let old = self
-                .groups
-                .write()
-                .await
-                .insert(name.clone(), (*epoch, group.clone()));
-            self.attach_watchers(name, &group, old.as_ref().map(|(_, g)| &**g));
-            if let Some((old_epoch, old)) = old {
-                tracing::info!(table = %name, epoch = old_epoch, "stopping a replaced incarnation");
-                old.shutdown().await;
-            }
-        }
         // Only a caught-up node may conclude that a table is gone: after a
         // crash the metadata state machine can be behind its own log.
         let m = self.meta.raft().metrics().borrow().clone();
@@ -406,6 +317,82 @@ impl Registry {
             self.remove_stale_dirs(&want, &self.running_dirs().await);
         }
         Ok(())
+    }
+
+    /// Carries out one reconcile step.
+    async fn execute(&self, action: plan::Action) {
+        use plan::Action;
+        match action {
+            Action::DropIncoming { table, .. } => {
+                if let Some((_, group)) = self.incoming.write().await.remove(&table) {
+                    group.shutdown().await;
+                }
+            }
+            Action::Promote { table, epoch } => {
+                let Some((_, group)) = self.incoming.write().await.remove(&table) else {
+                    return;
+                };
+                tracing::info!(%table, epoch, "recovered incarnation takes over");
+                self.serve(&table, epoch, group).await;
+            }
+            Action::Stop { table, epoch } => {
+                let removed = self.groups.write().await.remove(&table);
+                self.failed.lock().unwrap().remove(&table);
+                if let Some(hub) = self.hubs.lock().unwrap().remove(&table) {
+                    hub.close();
+                }
+                if let Some((_, group)) = removed {
+                    tracing::info!(%table, epoch, "stopping deleted table");
+                    group.shutdown().await;
+                }
+            }
+            Action::Open {
+                table,
+                epoch,
+                initialize,
+                incoming,
+            } => {
+                let dir = format!("{table}.{epoch}");
+                tracing::info!(%table, epoch, "starting table");
+                let cfg = Self::group_config(&self.cfg, &dir);
+                let opened = RaftGroup::open(&table, &dir, &cfg, self.peers.clone(), initialize);
+                // One table that cannot open (a corrupt file, no file
+                // descriptors left) must not keep the others from serving.
+                let group = match opened.await {
+                    Ok(group) => {
+                        self.failed.lock().unwrap().remove(&table);
+                        group
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let before =
+                            (self.failed.lock().unwrap()).insert(table.clone(), reason.clone());
+                        if before.as_ref() != Some(&reason) {
+                            tracing::error!(%table, epoch, "the table failed to open: {e}");
+                        }
+                        return;
+                    }
+                };
+                if incoming {
+                    // A recovery another node seeded: the old incarnation
+                    // keeps serving until this one has the seed's snapshot.
+                    self.incoming.write().await.insert(table, (epoch, group));
+                } else {
+                    self.serve(&table, epoch, group).await;
+                }
+            }
+        }
+    }
+
+    /// Makes `group` (incarnation `epoch`) the one serving `table`, and
+    /// stops the one it replaces.
+    async fn serve(&self, table: &str, epoch: u64, group: Arc<RaftGroup>) {
+        let old = (self.groups.write().await).insert(table.to_string(), (epoch, group.clone()));
+        self.attach_watchers(table, &group, old.as_ref().map(|(_, g)| &**g));
+        if let Some((old_epoch, old)) = old {
+            tracing::info!(%table, epoch = old_epoch, "stopping a replaced incarnation");
+            old.shutdown().await;
+        }
     }
 
     /// Points table `name`'s watch hub at `group`, the incarnation that now
