@@ -15,7 +15,7 @@
 
 use super::command::{Applied, Command, CommandResult};
 use super::range::{self, KeyRange, SendBudget};
-use super::{alarm, lease, txn, MvccWrite, RevisionState};
+use super::{alarm, lease, txn, MvccRead, MvccWrite, RevisionState};
 use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
@@ -345,5 +345,27 @@ impl<'a> TxnWrite<'a> {
             })?;
         }
         Ok(self.events)
+    }
+}
+
+/// A txn's ops run through the write request.
+impl txn::Ops for TxnWrite<'_> {
+    fn store(&self) -> &dyn MvccRead {
+        TxnWrite::store(self)
+    }
+    fn begin_state(&self) -> RevisionState {
+        TxnWrite::begin_state(self)
+    }
+    fn header_rev(&self) -> i64 {
+        TxnWrite::header_rev(self)
+    }
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
+        TxnWrite::range(self, req)
+    }
+    fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
+        TxnWrite::put(self, req)
+    }
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        TxnWrite::delete_range(self, req)
     }
 }

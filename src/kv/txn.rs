@@ -11,7 +11,6 @@
 //! it never enters the log: [`read_txn`] evaluates it against a read view,
 //! as etcd serves `isTxnReadonly` txns outside raft.
 
-use super::apply::TxnWrite;
 use super::range::{range_within, KeyRange, SendBudget};
 use super::{MvccRead, RevisionState};
 use crate::error::{Error, EtcdError, Result};
@@ -23,9 +22,10 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::KeyValue;
 use prost::Message;
 
-/// Where a txn's chosen ops run: a write request in progress, or the read
-/// view of a read-only txn.
-trait Ops {
+/// Where a txn's chosen ops run: a write request in progress (implemented
+/// by `apply::TxnWrite`, so this module does not depend on `apply`), or
+/// the read view of a read-only txn.
+pub(crate) trait Ops {
     fn store(&self) -> &dyn MvccRead;
     fn begin_state(&self) -> RevisionState;
     /// The revision the response header carries.
@@ -34,27 +34,6 @@ trait Ops {
     fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse>;
     fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>>;
     fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse>;
-}
-
-impl Ops for TxnWrite<'_> {
-    fn store(&self) -> &dyn MvccRead {
-        TxnWrite::store(self)
-    }
-    fn begin_state(&self) -> RevisionState {
-        TxnWrite::begin_state(self)
-    }
-    fn header_rev(&self) -> i64 {
-        TxnWrite::header_rev(self)
-    }
-    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
-        TxnWrite::range(self, req)
-    }
-    fn put(&mut self, req: &PutRequest) -> Result<Result<PutResponse, EtcdError>> {
-        TxnWrite::put(self, req)
-    }
-    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        TxnWrite::delete_range(self, req)
-    }
 }
 
 /// A read-only txn's view: the store at one revision, never written.
@@ -86,7 +65,11 @@ impl Ops for ReadView<'_> {
     }
 }
 
-pub fn apply_txn(w: &mut TxnWrite<'_>, req: &TxnRequest) -> Result<Result<TxnResponse, EtcdError>> {
+/// Applies a validated txn through a write request in progress.
+pub(crate) fn apply_txn(
+    w: &mut dyn Ops,
+    req: &TxnRequest,
+) -> Result<Result<TxnResponse, EtcdError>> {
     run(w, req)
 }
 
