@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::raft::group::GroupConfig;
 use crate::raft::registry::RegistryConfig;
 use crate::replication::follower::FollowerConfig;
-use crate::replication::TlsFiles;
+use crate::replication::{Identity, TlsFiles};
 use crate::server::{NodeConfig, ReplicationServe};
 
 #[derive(Parser, Debug)]
@@ -348,7 +348,8 @@ pub struct LeaderArgs {
     )]
     pub replication_key_filename: Option<PathBuf>,
     /// CA that signs the other side's certificate: on a leader, clients
-    /// must present one (mTLS); on a follower, the leader's is checked.
+    /// must present one (mTLS); on a follower, the leader's is checked (on
+    /// its own, without a certificate of the follower's: server-only TLS).
     #[arg(
         long = "replication.ca-filename",
         env = "ARMADA_REPLICATION_CA_FILENAME"
@@ -495,13 +496,18 @@ impl LeaderArgs {
         let cert = read("cert", &self.replication_cert_filename)?;
         let key = read("key", &self.replication_key_filename)?;
         let ca = read("ca", &self.replication_ca_filename)?;
-        match (cert, key) {
-            (None, None) if ca.is_none() => Ok(None),
-            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key, ca })),
-            _ => Err(Error::InvalidInput(
-                "--replication.cert-filename and --replication.key-filename go together".into(),
-            )),
-        }
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Identity { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidInput(
+                    "--replication.cert-filename and --replication.key-filename go together".into(),
+                ))
+            }
+        };
+        // A CA alone: a follower checking the leader's certificate (a
+        // leader serving TLS needs its own, checked where it serves).
+        Ok((identity.is_some() || ca.is_some()).then_some(TlsFiles { identity, ca }))
     }
 
     pub fn node_config(&self) -> Result<NodeConfig> {

@@ -18,7 +18,7 @@ use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use armada::pb::etcdserverpb::{
     MemberListRequest, PutRequest, RangeRequest, RangeResponse, StatusRequest,
 };
-use common::{local_keys, Cluster};
+use common::{local_keys, wait_until, Cluster};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -153,7 +153,9 @@ async fn any_member_serves_any_request() {
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in 1..=3 {
         let ch = cluster.channel(id).await;
-        loop {
+        let what = format!("node {id} to drop table t1");
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait_until(&what, left, async || {
             let mut req = Request::new(RangeRequest {
                 key: b"k".to_vec(),
                 serializable: true,
@@ -166,12 +168,9 @@ async fn any_member_serves_any_request() {
                 .unwrap()
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().starts_with("t1."));
-            if gone && dirs_gone {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {id} still has table t1");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (gone && dirs_gone).then_some(())
+        })
+        .await;
     }
 }
 
@@ -211,11 +210,11 @@ async fn raft_leader_killed_under_load_loses_no_acknowledged_write() {
     let wait_acks = |target: usize| {
         let acks = acks.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while acks.load(Ordering::Relaxed) < target {
-                assert!(Instant::now() < deadline, "writes stalled");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let what = format!("{target} acknowledged writes");
+            wait_until(&what, Duration::from_secs(60), async || {
+                (acks.load(Ordering::Relaxed) >= target).then_some(())
+            })
+            .await
         }
     };
     wait_acks(200).await;
@@ -396,7 +395,7 @@ async fn a_raft_leader_cut_off_from_its_quorum_refuses_writes_past_its_queue() {
     for id in &others {
         cluster.server(*id).signal("CONT");
     }
-    common::wait_until(
+    wait_until(
         "a write after the quorum is back",
         Duration::from_secs(30),
         async || KvClient::new(ch.clone()).put(put("after", "v")).await.ok(),

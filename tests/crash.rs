@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::{PutRequest, RangeRequest};
-use common::{Ports, Server};
+use common::{wait_until, Ports, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
@@ -52,8 +52,7 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     // Kill once a good number of writes were acknowledged, writes in flight.
     let mut probe = KvClient::new(ch.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("400 applied writes", Duration::from_secs(60), async || {
         let r = probe
             .range(RangeRequest {
                 key: b"k/".to_vec(),
@@ -65,12 +64,9 @@ async fn acknowledged_writes_survive_kill_9() {
             .await
             .unwrap()
             .into_inner();
-        if r.count >= 400 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "writes too slow");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (r.count >= 400).then_some(())
+    })
+    .await;
     server.kill9();
     let _ = stop_tx.send(true);
     let mut acked = Vec::new();

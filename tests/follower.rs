@@ -29,7 +29,7 @@ use common::replication::{
     wait_same, wait_tables,
 };
 use common::watch::Recorder;
-use common::{free_port, Cluster, Ports, Server};
+use common::{free_port, wait_until, wait_until_every, Cluster, Ports, Server, POLL};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -192,14 +192,17 @@ async fn wait_one_holder(cluster: &Cluster, table: &str) -> usize {
     for id in cluster.up() {
         cluster.channel(id).await; // serving, so its REST port is up
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let [one] = lease_holders(cluster, table).await[..] {
-            return one;
-        }
-        assert!(Instant::now() < deadline, "no single lease holder");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("a single holder of {table}'s lease (the holders)");
+    wait_until_every(
+        &what,
+        Duration::from_secs(60),
+        POLL,
+        async || match lease_holders(cluster, table).await[..] {
+            [one] => Ok(one),
+            ref holders => Err(holders.to_vec()),
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,19 +292,16 @@ async fn followers_behind_compaction_recover_by_snapshot() {
     // serving the old one: reads never fail, never go back, never see empty.
     for id in 1..=3 {
         let ch = followers.channel(id).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("node {id} to recover");
+        wait_until(&what, Duration::from_secs(30), async || {
             let (rev, kvs) = dump(&ch, "default")
                 .await
                 .expect("a read failed during recovery");
             assert!(rev == 102 || rev == 202, "node {id} served revision {rev}");
             assert!(kvs.len() >= 101, "node {id} served {} keys", kvs.len());
-            if rev == 202 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {id} never recovered");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            (rev == 202).then_some(())
+        })
+        .await;
     }
     for id in 1..=3 {
         assert_eq!(
@@ -611,15 +611,12 @@ async fn follower_watchers_see_the_leaders_events() {
         .create(CreateTableRequest { name: TABLE.into() })
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while on_follower.canceled().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the follower's watcher was not canceled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let canceled = on_follower.canceled().unwrap();
+    let canceled = wait_until(
+        "the follower's watcher to be canceled",
+        Duration::from_secs(30),
+        async || on_follower.canceled(),
+    )
+    .await;
     assert!(
         canceled.compact_revision > 0 || !canceled.cancel_reason.is_empty(),
         "{canceled:?}"

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::seed::{env_u64, Rng};
-use common::Cluster;
+use common::{wait_until_every, Cluster, POLL};
 use etcd_client::{Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 use linearizability::{check_with_budget, CheckResult, Input, Operation, Output, PENDING};
 
@@ -269,15 +269,14 @@ async fn run_client(
 
 /// Waits until the clients have finished `target` operations.
 async fn wait_ops(done: &AtomicUsize, target: usize) {
-    let deadline = Instant::now() + PROGRESS_DEADLINE;
-    while done.load(Ordering::Relaxed) < target {
-        assert!(
-            Instant::now() < deadline,
-            "clients stalled at {} of {target} operations",
-            done.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("the clients to finish {target} operations (done so far)");
+    wait_until_every(&what, PROGRESS_DEADLINE, POLL, async || {
+        match done.load(Ordering::Relaxed) {
+            n if n >= target => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
 }
 
 fn dump(path: &std::path::Path, params: &str, events: &[(u64, String)], history: &[Operation]) {
@@ -381,15 +380,15 @@ async fn history_under_leader_kills_is_linearizable() {
         .await;
         for k in 0..KEYS {
             let key = key_name(k);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !c.get(&key).await {
-                assert!(
-                    Instant::now() < deadline,
-                    "node {node} cannot read {key}: {:?}",
-                    c.stats
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let what = format!("node {node} to read {key} (client stats)");
+            wait_until_every(&what, Duration::from_secs(30), POLL, async || {
+                if c.get(&key).await {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", c.stats))
+                }
+            })
+            .await;
         }
         history.extend(c.history);
     }

@@ -26,7 +26,7 @@ use armada::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use armada::pb::etcdserverpb::{
     HashKvRequest, PutRequest, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
 };
-use common::local_keys;
+use common::{local_keys, wait_until, wait_until_every, POLL};
 use netns::Lab;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -43,7 +43,9 @@ const SCENARIO_BUDGET: Duration = Duration::from_secs(80);
 const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 /// Status and HashKV are local reads; a slow answer is just retried.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const POLL: Duration = Duration::from_millis(50);
+/// How often a refused put or read is retried, and HashKV (which hashes a
+/// whole table on every node) polled: slower than `wait_until`'s default.
+const RETRY: Duration = Duration::from_millis(50);
 
 fn timed<T>(msg: T, timeout: Duration) -> Request<T> {
     let mut req = Request::new(msg);
@@ -88,38 +90,43 @@ static READ_RETRIES: AtomicUsize = AtomicUsize::new(0);
 /// elects a new raft leader). Every answer that does arrive is still checked
 /// by the caller, and the retries are counted and printed.
 async fn get(c: &Partitioned, i: usize, key: &str) -> RangeResponse {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match KvClient::new(c.ch(i).clone())
+    let what = format!("linearizable get {key} on node {i}");
+    wait_until_every(
+        &what,
+        Duration::from_secs(10),
+        RETRY,
+        async || match KvClient::new(c.ch(i).clone())
             .range(range(key, false))
             .await
         {
-            Ok(r) => return r.into_inner(),
-            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
+            Ok(r) => Ok(r.into_inner()),
+            Err(e) if e.code() == Code::Unavailable => {
                 READ_RETRIES.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
                     "  linearizable get {key} on node {i} retried: {:?}",
                     e.message()
                 );
-                tokio::time::sleep(POLL).await
+                Err(e)
             }
             Err(e) => panic!("linearizable get {key} on node {i}: {e:?}"),
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Puts until acknowledged, retrying only the retryable Unavailable (a
 /// leader change in progress); returns the write's revision.
 async fn put_acked(ch: &Channel, key: &str, value: &str, deadline: Instant) -> i64 {
-    loop {
+    let what = format!("put {key} acknowledged");
+    let left = deadline.saturating_duration_since(Instant::now());
+    wait_until_every(&what, left, RETRY, async || {
         match KvClient::new(ch.clone()).put(put(key, value)).await {
-            Ok(r) => return r.into_inner().header.unwrap().revision,
-            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(POLL).await
-            }
+            Ok(r) => Ok(r.into_inner().header.unwrap().revision),
+            Err(e) if e.code() == Code::Unavailable => Err(e),
             Err(e) => panic!("put {key}: {e:?}"),
         }
-    }
+    })
+    .await
 }
 
 /// One `armada leader` process inside its node namespace.
@@ -238,8 +245,8 @@ impl Partitioned {
     /// Waits until every node in `among` reports the same raft leader, one
     /// of `among`, and returns it (node number).
     async fn wait_leader(&self, among: &[usize], timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("nodes {among:?} to agree on a leader among them (views)");
+        wait_until_every(&what, timeout, POLL, async || {
             let mut views = Vec::new();
             for &i in among {
                 views.push((i, status(self.ch(i)).await.map(|s| s.leader).ok()));
@@ -248,23 +255,19 @@ impl Partitioned {
             if views.iter().all(|v| v.1 == first) {
                 if let Some(leader) = first.and_then(|m| self.members.get(&m)) {
                     if among.contains(leader) {
-                        return *leader;
+                        return Ok(*leader);
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "nodes {among:?} agree on no leader among them: {views:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+            Err(views)
+        })
+        .await
     }
 
     /// Waits until all nodes have the same `HashKV` at the same revision,
     /// and returns (revision, hash).
     async fn wait_converged(&self, timeout: Duration) -> (i64, u32) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait_until_every("the nodes to converge", timeout, RETRY, async || {
             let mut seen = Vec::new();
             for ch in &self.channels {
                 let h = MaintenanceClient::new(ch.clone())
@@ -277,32 +280,29 @@ impl Partitioned {
             }
             if let Some(first) = seen[0] {
                 if seen.iter().all(|s| *s == Some(first)) {
-                    return first;
+                    return Ok(first);
                 }
             }
-            assert!(Instant::now() < deadline, "nodes never converged: {seen:?}");
-            tokio::time::sleep(POLL).await;
-        }
+            Err(seen)
+        })
+        .await
     }
 }
 
 /// Waits until `endpoint` answers Status; returns a channel to it and that answer.
 async fn ready(endpoint: &str) -> (Channel, StatusResponse) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("{endpoint} to become ready");
+    wait_until(&what, Duration::from_secs(30), async || {
         let ch = Channel::from_shared(endpoint.to_string())
             .unwrap()
             .connect_timeout(Duration::from_secs(1))
             .connect()
-            .await;
-        if let Ok(ch) = ch {
-            if let Ok(st) = status(&ch).await {
-                return (ch, st);
-            }
-        }
-        assert!(Instant::now() < deadline, "{endpoint} did not become ready");
-        tokio::time::sleep(POLL).await;
-    }
+            .await
+            .ok()?;
+        let st = status(&ch).await.ok()?;
+        Some((ch, st))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 //! revisions follow the leader's commands exactly, the stored leader index
 //! survives a restart, and a batch of another leader epoch is not applied.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use armada::kv::MvccRead;
 use armada::pb::etcdserverpb::PutRequest;
 use armada::raft::group::{GroupConfig, RaftGroup};
 use armada::raft::network::Peers;
+use common::{wait_until_every, POLL};
 
 fn config(dir: &std::path::Path) -> GroupConfig {
     GroupConfig {
@@ -38,18 +41,13 @@ fn config(dir: &std::path::Path) -> GroupConfig {
 /// Opens the group; after a shutdown, openraft's tasks may still hold the
 /// LMDB environments for a moment, so `EnvAlreadyOpened` is waited out.
 async fn open(dir: &std::path::Path) -> std::sync::Arc<RaftGroup> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let group = loop {
-        match RaftGroup::open("t", "t.1", &config(dir), Peers::new(None), true).await {
-            Ok(group) => break group,
-            Err(armada::error::Error::Storage(heed::Error::EnvAlreadyOpened))
-                if std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
+    let attempt =
+        async || match RaftGroup::open("t", "t.1", &config(dir), Peers::new(None), true).await {
+            Ok(group) => Ok(group),
+            Err(e @ armada::error::Error::Storage(heed::Error::EnvAlreadyOpened)) => Err(e),
             Err(e) => panic!("opening the group: {e}"),
-        }
-    };
+        };
+    let group = wait_until_every("the group to open", Duration::from_secs(10), POLL, attempt).await;
     group
         .wait_for_leader(Duration::from_secs(10))
         .await

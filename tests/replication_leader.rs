@@ -20,7 +20,7 @@ use armada::pb::replication::{
     MetadataRequest, ReplicateRequest, ReplicateResponse, Signal, SnapshotRequest,
 };
 use armada::replication::wire::from_wire;
-use common::{free_port, Ports, Server};
+use common::{free_port, wait_until, wait_until_every, Ports, Server};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -217,17 +217,20 @@ async fn log_replicate_streams_commands_and_signals() {
     assert_eq!(rev, 12);
 
     // Past compaction: USE_SNAPSHOT (wait until a snapshot purged index 1).
+    // Each probe that does not see it yet writes one more entry: that paces
+    // the probes, no pause between them.
     let mut n = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = "the log to be compacted (fill puts so far)";
+    wait_until_every(what, Duration::from_secs(60), Duration::ZERO, async || {
         let msgs = replicate(ch, request(epoch, 1, false)).await;
         if msgs[0].signal == Signal::UseSnapshot as i32 {
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "the log was never compacted");
         put(api, &format!("fill{n}"), b"v").await;
         n += 1;
-    }
+        Err(n)
+    })
+    .await;
     drop(leader.server);
 }
 
@@ -284,11 +287,18 @@ async fn snapshot_stream_is_a_checksummed_consistent_copy() {
     assert_eq!(copy_hash, server_hash);
     // The scratch copy is gone once streamed.
     let scratch = leader._dir.path().join("leader/raft/replication");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&scratch).unwrap().next().is_some() {
-        assert!(Instant::now() < deadline, "snapshot copy left behind");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the snapshot copy to be removed",
+        Duration::from_secs(10),
+        async || {
+            std::fs::read_dir(&scratch)
+                .unwrap()
+                .next()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 
     // At most 4 streams at once on a node; a finished one makes room. With
     // a table larger than what the transport buffers, a stream nobody
@@ -315,12 +325,10 @@ async fn snapshot_stream_is_a_checksummed_consistent_copy() {
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     let mut done = held.pop().unwrap();
     while done.message().await.unwrap().is_some() {}
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "a finished stream's permit was not returned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "a finished stream's permit to be returned",
+        Duration::from_secs(10),
+        async || open().await.ok(),
+    )
+    .await;
 }

@@ -8,14 +8,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use armada::pb::armada::tables_client::TablesClient;
 use armada::pb::armada::{CreateTableRequest, DeleteTableRequest};
 use armada::pb::etcdserverpb::kv_client::KvClient;
 use armada::pb::etcdserverpb::{PutRequest, WatchCreateRequest};
 use common::watch::{Recorder, WatchStream};
-use common::{Cluster, Ports, Server};
+use common::{wait_until_every, Cluster, Ports, Server, POLL};
 use tonic::transport::Channel;
 
 fn prefix(p: &str) -> WatchCreateRequest {
@@ -50,15 +50,17 @@ async fn metric(server: &Server, name: &str) -> f64 {
 }
 
 async fn wait_metric(server: &Server, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(server, name).await != want {
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed at {}, want {want}",
-            metric(server, name).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{name} to be {want} (its value)");
+    wait_until_every(
+        &what,
+        Duration::from_secs(30),
+        POLL,
+        async || match metric(server, name).await {
+            got if got == want => Ok(()),
+            got => Err(got),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use armada::pb::etcdserverpb::kv_client::KvClient as PbKvClient;
 use armada::pb::etcdserverpb::RangeRequest;
 use common::seed::{env_u64, Rng};
-use common::Cluster;
+use common::{wait_until, wait_until_every, Cluster, POLL};
 use etcd_client::{
     Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, KvClient, Txn, TxnOp,
     TxnOpResponse, WatchClient, WatchFilterType, WatchOptions, WatchRequestSender,
@@ -438,30 +438,32 @@ async fn run_watcher(
 
 /// Waits until the writers have finished `target` operations.
 async fn wait_ops(done: &AtomicUsize, target: usize) {
-    let deadline = Instant::now() + PROGRESS_DEADLINE;
-    while done.load(Ordering::Relaxed) < target {
-        assert!(
-            Instant::now() < deadline,
-            "writers stalled at {} of {target} operations",
-            done.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the writers to finish {target} operations (done so far)");
+    wait_until_every(&what, PROGRESS_DEADLINE, POLL, async || {
+        match done.load(Ordering::Relaxed) {
+            n if n >= target => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
 }
 
 /// The current revision, read linearizably through any member that answers.
 async fn current_revision(cluster: &Cluster) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for id in cluster.up() {
-            let mut kv = client(&cluster.endpoint(id)).await.kv_client();
-            if let Ok(Ok(resp)) = tokio::time::timeout(RPC_TIMEOUT, kv.get("wg/", None)).await {
-                return resp.header().map_or(0, |h| h.revision());
+    wait_until(
+        "a member to answer a read",
+        Duration::from_secs(30),
+        async || {
+            for id in cluster.up() {
+                let mut kv = client(&cluster.endpoint(id)).await.kv_client();
+                if let Ok(Ok(resp)) = tokio::time::timeout(RPC_TIMEOUT, kv.get("wg/", None)).await {
+                    return Some(resp.header().map_or(0, |h| h.revision()));
+                }
             }
-        }
-        assert!(Instant::now() < deadline, "no member answers a read");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            None
+        },
+    )
+    .await
 }
 
 /// Every key of the default table at every revision 1..=last, via member `id`.
@@ -607,19 +609,19 @@ async fn watch_guarantees_under_leader_kills() {
             tokio::spawn(w)
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while shared.created.load(Ordering::Relaxed) < n_initial {
-        if let Some(e) = shared.first_error.lock().unwrap().clone() {
+    let what = format!("{n_initial} watches to be created (created, first error)");
+    wait_until_every(&what, Duration::from_secs(30), POLL, async || {
+        let created = shared.created.load(Ordering::Relaxed);
+        if created >= n_initial {
+            return Ok(());
+        }
+        let first_error = shared.first_error.lock().unwrap().clone();
+        if let Some(e) = &first_error {
             assert!(!e.contains("nimplemented"), "Watch is not served: {e}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n_initial} watches were created; first error: {:?}",
-            shared.created.load(Ordering::Relaxed),
-            shared.first_error.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err((created, first_error))
+    })
+    .await;
     log(format!("{n_initial} watches created"));
 
     let done = Arc::new(AtomicUsize::new(0));

@@ -22,7 +22,7 @@ use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::{Exported, Shared, StateMachine};
-use super::{client_blocking, LogId, NodeId, Raft, StoredMembership};
+use super::{blocking, client_blocking, LogId, NodeId, Raft, StoredMembership};
 use crate::error::{Error, EtcdError, Result};
 use crate::kv::alarm;
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
@@ -169,11 +169,20 @@ impl RaftGroup {
         peers: Arc<Peers>,
         initialize: bool,
     ) -> Result<Arc<RaftGroup>> {
-        let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
-        let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
-        let sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
+        // Opening LMDB environments reads and may write files: off the
+        // runtime's threads.
+        let storage = cfg.clone();
+        let (log, sm) = blocking(move || {
+            let cfg = storage;
+            let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
+            let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
+            let sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
+            sm.shared()
+                .forget_stale_snapshot(LogStore::last_index(&log)?)?;
+            Ok((log, sm))
+        })
+        .await?;
         let shared = sm.shared();
-        shared.forget_stale_snapshot(LogStore::last_index(&log)?)?;
         let config = Config {
             cluster_name: format!("armada-{group_id}"),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -279,10 +288,15 @@ impl RaftGroup {
             Some(log_id),
             openraft::Membership::new(vec![voters], members),
         );
-        let log = LogDb::open(&cfg.wal_dir, cfg.map_size)?;
-        LogStore::seed_purged(&log, log_id)?;
-        let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
-        let mut sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
+        let storage = cfg.clone();
+        let mut sm = blocking(move || {
+            let cfg = storage;
+            let log = LogDb::open(&cfg.wal_dir, cfg.map_size)?;
+            LogStore::seed_purged(&log, log_id)?;
+            let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
+            StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)
+        })
+        .await?;
         sm.seed(file, log_id, membership, replicated).await
     }
 

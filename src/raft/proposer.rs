@@ -8,8 +8,12 @@
 //! disk, so throughput grows with clients; a lone client sees no extra delay.
 //!
 //! Invariant: each caller gets the result of exactly its own command, which
-//! apply computed as a separate etcd write request (own revision), in the
-//! order the commands were queued.
+//! apply computed as a separate etcd write request (own revision). Within a
+//! batch, commands apply in the order they were queued; two batches in
+//! flight may enter the log in either order, which no client can observe:
+//! a command is queued only once its caller has it, so commands of
+//! different batches were concurrent (a client's next write waits for the
+//! answer to its previous one).
 //!
 //! Back-pressure: at most `--raft.max-pending-proposals` commands wait or
 //! are in flight at once; past that a write is refused at once with etcd's

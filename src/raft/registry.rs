@@ -314,7 +314,8 @@ impl Registry {
         // crash the metadata state machine can be behind its own log.
         let m = self.meta.raft().metrics().borrow().clone();
         if m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index {
-            self.remove_stale_dirs(&want, &self.running_dirs().await);
+            self.remove_stale_dirs(&want, &self.running_dirs().await)
+                .await;
         }
         Ok(())
     }
@@ -437,7 +438,7 @@ impl Registry {
     /// Deletes the data of table incarnations the catalogue no longer has
     /// (deleted while this node was running, or while it was down), except
     /// those still running (an old incarnation serving during a recovery).
-    fn remove_stale_dirs(
+    async fn remove_stale_dirs(
         &self,
         want: &BTreeMap<String, u64>,
         running: &std::collections::HashSet<String>,
@@ -451,23 +452,13 @@ impl Registry {
             self.cfg.state_machine_dir.clone(),
             self.cfg.node_host_dir.join("snapshots"),
         ];
-        for root in roots {
-            let Ok(entries) = std::fs::read_dir(&root) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                // Only what Armada names an incarnation directory is ever
-                // removed: a root shared with other data (a wal dir inside
-                // the data dir, say) keeps everything else.
-                if !is_incarnation_dir(&name) || live.contains(&name) || !entry.path().is_dir() {
-                    continue;
-                }
-                tracing::info!(dir = %entry.path().display(), "removing a deleted table's data");
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!("removing {}: {e}", entry.path().display());
-                }
-            }
+        // Removing a table's files can take a while: off the runtime's threads.
+        let removed = super::blocking(move || {
+            remove_dirs_except(&roots, &live);
+            Ok(())
+        });
+        if let Err(e) = removed.await {
+            tracing::warn!("removing deleted tables' data: {e}");
         }
     }
 
@@ -669,6 +660,28 @@ impl Registry {
             group.shutdown().await;
         }
         self.meta.shutdown().await;
+    }
+}
+
+/// Removes every incarnation directory under `roots` that is not `live`.
+fn remove_dirs_except(roots: &[PathBuf], live: &std::collections::HashSet<String>) {
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Only what Armada names an incarnation directory is ever
+            // removed: a root shared with other data (a wal dir inside the
+            // data dir, say) keeps everything else.
+            if !is_incarnation_dir(&name) || live.contains(&name) || !entry.path().is_dir() {
+                continue;
+            }
+            tracing::info!(dir = %entry.path().display(), "removing a deleted table's data");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!("removing {}: {e}", entry.path().display());
+            }
+        }
     }
 }
 

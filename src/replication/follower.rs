@@ -159,8 +159,10 @@ impl Follower {
         let mut endpoint = Endpoint::from_shared(address)
             .map_err(|e| Error::InvalidInput(format!("--replication.leader-address: {e}")))?;
         if let Some(tls) = &cfg.tls {
-            let mut config = tonic::transport::ClientTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+            let mut config = tonic::transport::ClientTlsConfig::new();
+            if let Some(id) = &tls.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(&id.cert, &id.key));
+            }
             if let Some(ca) = &tls.ca {
                 config = config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
             }

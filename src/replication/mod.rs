@@ -32,12 +32,21 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// PEM certificate and key, and the CA the peer's certificate must chain to.
+/// TLS of the replication port: this side's PEM certificate and key, and
+/// the CA the other side's certificate must chain to. A replication server
+/// always has an identity; a follower has one only when the leader asks for
+/// client certificates (mTLS), and with none it only checks the leader's.
 #[derive(Clone)]
 pub struct TlsFiles {
+    pub identity: Option<Identity>,
+    pub ca: Option<Vec<u8>>,
+}
+
+/// A PEM certificate (chain) and its private key.
+#[derive(Clone)]
+pub struct Identity {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
-    pub ca: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsFiles {

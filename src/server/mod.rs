@@ -332,8 +332,15 @@ async fn serve_replication(
     );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &serve.tls {
+        let id = tls.identity.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "serving replication over TLS needs --replication.cert-filename and \
+                 --replication.key-filename"
+                    .into(),
+            )
+        })?;
         let mut config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+            .identity(tonic::transport::Identity::from_pem(&id.cert, &id.key));
         if let Some(ca) = &tls.ca {
             // mTLS: a follower must present a certificate signed by `ca`.
             config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));

@@ -45,6 +45,9 @@ pub fn free_port() -> u16 {
     panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
+/// How often [`wait_until`] polls.
+pub const POLL: Duration = Duration::from_millis(20);
+
 /// Polls `probe` every 20 ms until it returns `Some`, and returns that;
 /// fails the test, saying `what`, after `timeout`.
 pub async fn wait_until<T>(
@@ -52,13 +55,34 @@ pub async fn wait_until<T>(
     timeout: Duration,
     mut probe: impl AsyncFnMut() -> Option<T>,
 ) -> T {
+    wait_until_every(what, timeout, POLL, async || probe().await.ok_or(NotYet)).await
+}
+
+/// What a [`wait_until`] probe that is not done yet has to say.
+#[derive(Debug)]
+struct NotYet;
+
+/// [`wait_until`], polling every `every`, for a probe that says what it saw
+/// instead: it returns `Err(seen)` until the condition holds, and the
+/// failure after `timeout` reports the last `seen`. `every` is [`POLL`]
+/// unless the probe must not hammer the servers (longer) or paces itself
+/// (`Duration::ZERO`).
+pub async fn wait_until_every<T, E: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(done) = probe().await {
-            return done;
+        match probe().await {
+            Ok(done) => return done,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting: {what}; last probe: {seen:?}"
+            ),
         }
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -188,24 +212,20 @@ impl Server {
 
     /// Waits until the node answers `Maintenance.Status`, and returns a channel to it.
     pub async fn ready(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("armada at {} to answer Status", self.endpoint);
+        wait_until(&what, Duration::from_secs(30), async || {
             let mut endpoint = Channel::from_shared(self.endpoint.clone()).unwrap();
             if let Some(tls) = &self.tls {
                 endpoint = endpoint.tls_config(tls.clone()).unwrap();
             }
-            if let Ok(ch) = endpoint.connect().await {
-                if MaintenanceClient::new(ch.clone())
-                    .status(StatusRequest {})
-                    .await
-                    .is_ok()
-                {
-                    return ch;
-                }
-            }
-            assert!(Instant::now() < deadline, "armada did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let ch = endpoint.connect().await.ok()?;
+            MaintenanceClient::new(ch.clone())
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(|_| ch)
+        })
+        .await
     }
 
     pub fn pid(&self) -> u32 {
@@ -381,8 +401,8 @@ impl Cluster {
     /// Waits until every running node reports the same raft leader for the
     /// default table, and returns that leader's node id.
     pub async fn wait_leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = "an agreed raft leader (views: node, member, leader)";
+        wait_until_every(what, Duration::from_secs(60), POLL, async || {
             // (node id, its member id, the leader it reports)
             let mut views = Vec::new();
             for id in self.up() {
@@ -397,23 +417,21 @@ impl Cluster {
                 && views.iter().all(|v| Some(v.2) == leader && v.2 != 0);
             if agreed {
                 if let Some(v) = views.iter().find(|v| Some(v.1) == leader) {
-                    return v.0;
+                    return Ok(v.0);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed raft leader: {views:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(views)
+        })
+        .await
     }
 
     /// Waits until every running node has the same `HashKV` of the default
-    /// table at the same revision, and returns (revision, hash).
+    /// table at the same revision, and returns (revision, hash). Polls every
+    /// 50 ms, not [`POLL`]: HashKV hashes the whole table on every node.
     pub async fn wait_converged(&self) -> (i64, u32) {
         use armada::pb::etcdserverpb::HashKvRequest;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
+        let (timeout, every) = (Duration::from_secs(120), Duration::from_millis(50));
+        wait_until_every("members to converge", timeout, every, async || {
             let mut seen = Vec::new();
             for id in self.up() {
                 let ch = self.channel(id).await;
@@ -427,14 +445,11 @@ impl Cluster {
             }
             if let Some(Some(first)) = seen.first().cloned() {
                 if seen.iter().all(|s| *s == Some(first)) {
-                    return first;
+                    return Ok(first);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "members never converged: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(seen)
+        })
+        .await
     }
 }

@@ -3,7 +3,7 @@
 //! few requests those tests make.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use armada::pb::armada::tables_client::TablesClient;
 use armada::pb::armada::ListTablesRequest;
@@ -15,7 +15,7 @@ use armada::table_request;
 use tonic::transport::Channel;
 use tonic::Request;
 
-use super::{free_port, Cluster, Ports, Server};
+use super::{free_port, wait_until, wait_until_every, Cluster, Ports, Server, POLL};
 
 /// A one-node leader cluster in `dir/leader` with its API on `api`,
 /// serving replication on `replication`.
@@ -92,24 +92,19 @@ pub async fn hash_kv(ch: &Channel, table: &str, revision: i64) -> u32 {
 /// (revision, keys and HashKV), and returns that revision.
 pub async fn wait_same(leader: &Channel, follower: &Channel, table: &str) -> i64 {
     let want = dump(leader, table).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(got) = dump(follower, table).await {
-            if got == want {
-                assert_eq!(
-                    hash_kv(leader, table, want.0).await,
-                    hash_kv(follower, table, want.0).await
-                );
-                return want.0;
-            }
+    let what = format!("the follower to catch up on {table} (its revision)");
+    wait_until_every(&what, Duration::from_secs(30), POLL, async || {
+        let got = dump(follower, table).await;
+        if got.as_ref().is_ok_and(|got| *got == want) {
+            assert_eq!(
+                hash_kv(leader, table, want.0).await,
+                hash_kv(follower, table, want.0).await
+            );
+            return Ok(want.0);
         }
-        assert!(
-            Instant::now() < deadline,
-            "follower never caught up on {table}: {:?}",
-            dump(follower, table).await.map(|d| d.0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err(got.map(|d| d.0))
+    })
+    .await
 }
 
 /// A one-node leader cluster and a one-node follower cluster of it.
@@ -179,9 +174,9 @@ pub async fn tables(ch: &Channel) -> Vec<String> {
 
 /// Waits until `ch`'s node lists exactly `want`.
 pub async fn wait_tables(ch: &Channel, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tables(ch).await != want {
-        assert!(Instant::now() < deadline, "tables never became {want:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("the tables to become {want:?}");
+    wait_until(&what, Duration::from_secs(30), async || {
+        (tables(ch).await == want).then_some(())
+    })
+    .await;
 }

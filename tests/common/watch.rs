@@ -2,7 +2,7 @@
 //! every response as the server framed it).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use armada::pb::etcdserverpb::watch_client::WatchClient;
 use armada::pb::etcdserverpb::{
@@ -11,6 +11,8 @@ use armada::pb::etcdserverpb::{
 use armada::pb::mvccpb::Event;
 use tonic::transport::Channel;
 use tonic::Streaming;
+
+use super::{wait_until_every, POLL};
 
 /// One Watch stream: requests go in through `send`, responses come out of
 /// `next`.
@@ -134,15 +136,15 @@ impl Recorder {
 
     /// Waits until events through `revision` arrived.
     pub async fn wait_through(&self, revision: i64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.revisions().last().map_or(0, |(r, _)| *r) < revision {
-            assert!(
-                Instant::now() < deadline,
-                "watch stopped at {:?}, want {revision}; canceled: {:?}",
-                self.revisions().last().map(|(r, _)| *r),
-                self.canceled()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("events through {revision} (last revision, canceled)");
+        wait_until_every(&what, Duration::from_secs(30), POLL, async || {
+            let last = self.revisions().last().map(|(r, _)| *r);
+            if last.unwrap_or(0) >= revision {
+                Ok(())
+            } else {
+                Err((last, self.canceled()))
+            }
+        })
+        .await;
     }
 }
