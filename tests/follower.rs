@@ -438,6 +438,44 @@ async fn replication_over_mutual_tls() {
         .is_err());
 }
 
+/// Server-only TLS on the replication port: the leader presents a
+/// certificate and asks for none; the follower checks it against the CA
+/// (`--replication.ca-filename` alone) and replicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_over_server_only_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let file = |name: &str| certs.join(name).display().to_string();
+    let replication = free_port();
+    let leader_node = Server::start(
+        &dir.path().join("leader"),
+        Ports::pick(),
+        &[
+            "--replication.enabled",
+            &format!("--replication.address=https://127.0.0.1:{replication}"),
+            &format!("--replication.cert-filename={}", file("server.crt")),
+            &format!("--replication.key-filename={}", file("server.key")),
+        ],
+    );
+    let leader = leader_node.ready().await;
+    let follower_node = Server::start_as(
+        "follower",
+        &dir.path().join("follower"),
+        Ports::pick(),
+        &[
+            &format!("--replication.leader-address=127.0.0.1:{replication}"),
+            &format!("--replication.ca-filename={}", file("ca.crt")),
+            "--replication.reconcile-interval=300ms",
+            "--replication.poll-interval=100ms",
+        ],
+    );
+    let follower = follower_node.ready().await;
+    put(&leader, "default", "k", "1").await;
+    wait_same(&leader, &follower, "default").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_committed_upstream_but_not_replicated_says_so() {
     let dir = tempfile::tempdir().unwrap();
