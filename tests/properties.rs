@@ -5,7 +5,7 @@
 //! panic; encodings round-trip and keep their order.
 
 use armada::error::{Error, EtcdError};
-use armada::kv::apply::apply;
+use armada::kv::apply::{apply, Changes, MAX_HELD_EVENT_BYTES};
 use armada::kv::command::{Applied, Command};
 use armada::kv::range::{range, SendBudget};
 use armada::kv::validate;
@@ -135,7 +135,7 @@ fn store_with(puts: Vec<(Vec<u8>, Vec<u8>)>) -> (tempfile::TempDir, MvccDb) {
             value,
             ..Default::default()
         });
-        db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX))
+        db.write(|w| apply(w, &put, &mut Default::default(), u64::MAX))
             .unwrap()
             .unwrap();
     }
@@ -194,7 +194,7 @@ fn delete_range_in_batches_deletes_what_one_scan_sees() {
                 p.key = format!("k{chunk:02}{}", String::from_utf8_lossy(&p.key)).into_bytes();
             }
         }
-        db.write(|w| apply(w, &Command::Txn(txn), &mut Vec::new(), u64::MAX))
+        db.write(|w| apply(w, &Command::Txn(txn), &mut Default::default(), u64::MAX))
             .unwrap()
             .unwrap();
     }
@@ -215,19 +215,51 @@ fn delete_range_in_batches_deletes_what_one_scan_sees() {
         range_end: sub.range_end.clone(),
         prev_kv: true,
     });
-    let mut events = Vec::new();
-    let Ok(Ok(Applied::DeleteRange(resp))) = db.write(|w| apply(w, &del, &mut events, u64::MAX))
+    let mut changes = Changes::default();
+    let Ok(Ok(Applied::DeleteRange(resp))) = db.write(|w| apply(w, &del, &mut changes, u64::MAX))
     else {
         panic!("delete failed");
     };
     assert_eq!(resp.deleted, 14 * 128);
     assert_eq!(resp.prev_kvs, before.kvs);
-    assert_eq!(events.len(), 14 * 128);
-    assert!(events.iter().all(
-        |e| e.kv.as_ref().unwrap().mod_revision == before.header.as_ref().unwrap().revision + 1
-    ));
+    let revision = before.header.as_ref().unwrap().revision + 1;
+    assert_eq!(changes.revision, Some(revision));
+    assert_eq!(changes.events.len(), 14 * 128);
+    assert!((changes.events.iter()).all(|e| e.kv.as_ref().unwrap().mod_revision == revision));
     assert!(range_at(&db, &sub, u64::MAX).unwrap().kvs.is_empty());
     assert_eq!(range_at(&db, &all, u64::MAX).unwrap().count, 6 * 128);
+}
+
+/// A write whose watch events pass [`MAX_HELD_EVENT_BYTES`] keeps none of
+/// them (watchers read its revision back from the store), and is applied.
+#[test]
+fn a_huge_delete_keeps_no_events() {
+    let value = vec![b'x'; 1 << 20];
+    let n = MAX_HELD_EVENT_BYTES / value.len() + 2;
+    let (_dir, db) = store_with(
+        (0..n)
+            .map(|i| (format!("k{i:03}").into_bytes(), value.clone()))
+            .collect(),
+    );
+    let del = Command::DeleteRange(DeleteRangeRequest {
+        key: b"k".to_vec(),
+        range_end: b"l".to_vec(),
+        prev_kv: false,
+    });
+    let mut changes = Changes::default();
+    let applied = db
+        .write(|w| apply(w, &del, &mut changes, u64::MAX))
+        .unwrap();
+    let Ok(Applied::DeleteRange(resp)) = applied else {
+        panic!("{applied:?}");
+    };
+    assert_eq!(resp.deleted, n as i64);
+    assert!(
+        changes.dropped && changes.events.is_empty(),
+        "{}",
+        changes.events.len()
+    );
+    assert_eq!(changes.revision, Some(n as i64 + 2));
 }
 
 /// Over the send limit, a write is applied all the same (etcd applies it,
@@ -245,13 +277,13 @@ fn a_write_whose_response_is_too_large_is_applied() {
         range_end: b"l".to_vec(),
         prev_kv: true,
     });
-    let mut events = Vec::new();
-    let applied = db.write(|w| apply(w, &del, &mut events, 1000)).unwrap();
+    let mut changes = Changes::default();
+    let applied = db.write(|w| apply(w, &del, &mut changes, 1000)).unwrap();
     let Ok(Applied::ResponseTooLarge { size, limit: 1000 }) = applied else {
         panic!("{applied:?}");
     };
     assert!(size > 50 * 100, "{size}");
-    assert_eq!(events.len(), 50);
+    assert_eq!(changes.events.len(), 50);
     let all = RangeRequest {
         key: b"k".to_vec(),
         range_end: b"l".to_vec(),
@@ -283,7 +315,9 @@ fn a_write_whose_response_is_too_large_is_applied() {
         ],
         ..Default::default()
     });
-    let applied = db.write(|w| apply(w, &txn, &mut Vec::new(), 1000)).unwrap();
+    let applied = db
+        .write(|w| apply(w, &txn, &mut Default::default(), 1000))
+        .unwrap();
     assert!(
         matches!(applied, Ok(Applied::ResponseTooLarge { limit: 1000, .. })),
         "{applied:?}"
@@ -365,17 +399,17 @@ proptest! {
         let db = MvccDb::open(dir.path(), 1 << 24).unwrap();
         for (k, v) in setup.into_iter().filter(|(k, _)| !k.is_empty()) {
             let put = Command::Put(PutRequest { key: k, value: v, ..Default::default() });
-            db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX)).unwrap().unwrap();
+            db.write(|w| apply(w, &put, &mut Default::default(), u64::MAX)).unwrap().unwrap();
         }
         let compact = Command::Compact(CompactionRequest { revision: compact, physical: true });
-        prop_assert!(db.write(|w| apply(w, &compact, &mut Vec::new(), u64::MAX)).is_ok());
+        prop_assert!(db.write(|w| apply(w, &compact, &mut Default::default(), u64::MAX)).is_ok());
         for txn in txns {
             if validate::txn(&txn).is_err() {
                 continue;
             }
             let read_only = armada::kv::txn::is_read_only(&txn);
             let cmd = Command::Txn(txn.clone());
-            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX));
+            let applied = db.write(|w| apply(w, &cmd, &mut Default::default(), u64::MAX));
             prop_assert!(applied.is_ok(), "{txn:?}: {applied:?}");
             if read_only {
                 // Served outside the log, a read-only txn answers the same.
@@ -435,7 +469,7 @@ proptest! {
         let db = MvccDb::open(dir.path(), 1 << 24).unwrap();
         for (k, v) in setup.into_iter().filter(|(k, _)| !k.is_empty()) {
             let put = Command::Put(PutRequest { key: k, value: v, ..Default::default() });
-            db.write(|w| apply(w, &put, &mut Vec::new(), u64::MAX)).unwrap().unwrap();
+            db.write(|w| apply(w, &put, &mut Default::default(), u64::MAX)).unwrap().unwrap();
         }
         let bytes = raw.as_slice();
         // Decoded like the API decodes it, validated like the API does, and
@@ -465,7 +499,7 @@ proptest! {
             }
         };
         if let Some(cmd) = cmd {
-            let applied = db.write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX));
+            let applied = db.write(|w| apply(w, &cmd, &mut Default::default(), u64::MAX));
             prop_assert!(applied.is_ok(), "{cmd:?}: {applied:?}");
         }
     }

@@ -248,3 +248,53 @@ async fn watchers_far_apart_in_history_each_get_their_part_once() {
         }
     }
 }
+
+/// A DeleteRange whose events are too large to hold while it applies
+/// (`apply::MAX_HELD_EVENT_BYTES`) still reaches a watcher whole: every
+/// delete in one response revision, each with its prev_kv, read back from
+/// the store, and the watcher goes on with the next revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_delete_reaches_watchers_whole() {
+    use armada::pb::etcdserverpb::DeleteRangeRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Ports::pick(), &[]);
+    let ch = server.ready().await;
+    let value = vec![b'v'; 1 << 20];
+    let n = armada::kv::apply::MAX_HELD_EVENT_BYTES / value.len() + 4;
+    let watcher = Recorder::start(
+        &ch,
+        None,
+        WatchCreateRequest {
+            prev_kv: true,
+            ..prefix("big/")
+        },
+    )
+    .await;
+    let mut last = 0;
+    for i in 0..n {
+        last = put(&ch, &format!("big/{i:03}"), value.clone()).await;
+    }
+    watcher.wait_through(last).await;
+    let deleted = KvClient::new(ch.clone())
+        .delete_range(DeleteRangeRequest {
+            key: b"big/".to_vec(),
+            range_end: armada::kv::range::prefix_end(b"big/"),
+            prev_kv: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, n as i64);
+    let after = put(&ch, "big/after", b"1".to_vec()).await;
+    watcher.wait_through(after).await;
+    let revisions = watcher.revisions();
+    let (delete_rev, deletes) = &revisions[revisions.len() - 2];
+    assert_eq!(*delete_rev, last + 1);
+    assert_eq!(deletes.len(), n);
+    for (i, e) in deletes.iter().enumerate() {
+        let prev = e.prev_kv.as_ref().expect("prev_kv");
+        assert_eq!(prev.key, format!("big/{i:03}").into_bytes());
+        assert_eq!(prev.value, value);
+    }
+    assert_eq!(revisions.last().unwrap().0, after);
+}

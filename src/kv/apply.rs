@@ -22,9 +22,10 @@ use crate::pb::etcdserverpb::{
     DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
+use prost::Message;
 
-/// Applies one command and appends the watch events of its changes to
-/// `events` (all at the command's one revision, in sub-revision order). The
+/// Applies one command and records in `changes` its revision and watch
+/// events (all at the command's one revision, in sub-revision order). The
 /// caller commits or aborts the surrounding storage transaction; a `Txn`
 /// that fails must be rolled back by the caller, since it may fail after
 /// some of its writes (see [`needs_rollback_scope`]).
@@ -36,7 +37,7 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 pub fn apply(
     store: &mut dyn MvccWrite,
     cmd: &Command,
-    events: &mut Vec<Event>,
+    changes: &mut Changes,
     send_limit: u64,
 ) -> Result<CommandResult> {
     if let Some(refused) = alarm::refuses(&store.alarms()?, cmd) {
@@ -68,9 +69,27 @@ pub fn apply(
         Err(e) => Err(e),
     };
     if result.is_ok() {
-        events.append(&mut w.finish()?);
+        *changes = w.finish()?;
     }
     Ok(result)
+}
+
+/// The most bytes of watch events one write request holds while it
+/// applies (the feed's own buffer is as large). Past it the request's
+/// events are dropped: watchers read that revision back from the store, as
+/// etcd's do for a revision they fell behind on, so a DeleteRange of a huge
+/// range never holds every deleted value in memory a second time.
+pub const MAX_HELD_EVENT_BYTES: usize = 32 << 20;
+
+/// What a write request changed, for watchers.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// The request's revision, if it changed anything.
+    pub revision: Option<i64>,
+    /// Its watch events in sub-revision order, unless `dropped`.
+    pub events: Vec<Event>,
+    /// The events passed [`MAX_HELD_EVENT_BYTES`] and were not kept.
+    pub dropped: bool,
 }
 
 /// How many keys a DeleteRange reads at a time: a range of any size is
@@ -94,6 +113,9 @@ pub struct TxnWrite<'a> {
     begin: RevisionState,
     changes: i64,
     events: Vec<Event>,
+    /// The bytes of `events` so far, and whether they passed the cap.
+    event_bytes: usize,
+    events_dropped: bool,
     /// What the request's response may still grow by.
     budget: SendBudget,
 }
@@ -106,6 +128,8 @@ impl<'a> TxnWrite<'a> {
             begin,
             changes: 0,
             events: Vec::new(),
+            event_bytes: 0,
+            events_dropped: false,
             budget: SendBudget::new(send_limit),
         })
     }
@@ -211,7 +235,7 @@ impl<'a> TxnWrite<'a> {
         if let Some(prev) = &prev_kv {
             self.budget.charge(prev);
         }
-        self.events.push(Event {
+        self.record(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
             prev_kv: existing,
@@ -280,7 +304,7 @@ impl<'a> TxnWrite<'a> {
         }
         self.store.tombstone(&kv.key, rev, self.changes)?;
         self.changes += 1;
-        self.events.push(Event {
+        self.record(Event {
             r#type: EventType::Delete as i32,
             kv: Some(KeyValue {
                 key: kv.key.clone(),
@@ -337,14 +361,33 @@ impl<'a> TxnWrite<'a> {
 
     /// Moves the store revision if this request changed anything, and
     /// hands out the request's watch events.
-    fn finish(self) -> Result<Vec<Event>> {
-        if self.changes > 0 {
-            self.store.set_revision_state(RevisionState {
-                current: self.write_rev(),
-                ..self.begin
-            })?;
+    fn finish(self) -> Result<Changes> {
+        if self.changes == 0 {
+            return Ok(Changes::default());
         }
-        Ok(self.events)
+        self.store.set_revision_state(RevisionState {
+            current: self.write_rev(),
+            ..self.begin
+        })?;
+        Ok(Changes {
+            revision: Some(self.write_rev()),
+            events: self.events,
+            dropped: self.events_dropped,
+        })
+    }
+
+    /// Keeps a watch event of this request, up to [`MAX_HELD_EVENT_BYTES`].
+    fn record(&mut self, event: Event) {
+        if self.events_dropped {
+            return;
+        }
+        self.event_bytes += event.encoded_len();
+        if self.event_bytes > MAX_HELD_EVENT_BYTES {
+            self.events_dropped = true;
+            self.events = Vec::new();
+            return;
+        }
+        self.events.push(event);
     }
 }
 

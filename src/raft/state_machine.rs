@@ -23,7 +23,7 @@ use super::lease::LeaseCounts;
 use super::watch::feed::EventFeed;
 use super::{blocking, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::{Error, Result};
-use crate::kv::apply::{apply, needs_rollback_scope};
+use crate::kv::apply::{apply, needs_rollback_scope, Changes};
 use crate::kv::command::{Applied, Command, CommandResult, Proposal};
 use crate::kv::watch::RevisionEvents;
 use crate::kv::{MvccRead, RevisionState};
@@ -344,7 +344,7 @@ fn apply_command(
     send_limit: u64,
     out: &mut Effects,
 ) -> Result<CommandResult> {
-    let mut changes = Vec::new();
+    let mut changes = Changes::default();
     let result = if needs_rollback_scope(cmd) {
         w.scoped(|w| {
             let r = apply(w, cmd, &mut changes, send_limit)?;
@@ -355,12 +355,11 @@ fn apply_command(
         apply(w, cmd, &mut changes, send_limit)
     }?;
     // One write request is one revision; its changes share it.
-    if let Some(revision) = changes
-        .first()
-        .and_then(|e| e.kv.as_ref())
-        .map(|kv| kv.mod_revision)
-    {
-        out.events.push(RevisionEvents::new(revision, changes));
+    if let Some(revision) = changes.revision {
+        out.events.push(match changes.dropped {
+            true => RevisionEvents::dropped(revision),
+            false => RevisionEvents::new(revision, changes.events),
+        });
     }
     match (cmd, &result) {
         (Command::LeaseGrant(_), Ok(Applied::LeaseGrant(r))) => {

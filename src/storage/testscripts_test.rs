@@ -161,7 +161,7 @@ fn run(db: &MvccDb, line: &str, out: &mut String) {
         other => panic!("unknown command {other}"),
     };
     let result = db
-        .write(|w| apply(w, &cmd, &mut Vec::new(), u64::MAX))
+        .write(|w| apply(w, &cmd, &mut Default::default(), u64::MAX))
         .unwrap();
     writeln!(
         out,

@@ -23,6 +23,10 @@ pub use wire::{fragments, SharedEvent, WatchOut};
 pub struct RevisionEvents {
     pub revision: i64,
     pub events: Vec<SharedEvent>,
+    /// The revision's events were too many to hold (see
+    /// `apply::MAX_HELD_EVENT_BYTES`): `events` is empty and a watcher
+    /// reads the revision back from the store.
+    pub dropped: bool,
 }
 
 impl RevisionEvents {
@@ -30,6 +34,16 @@ impl RevisionEvents {
         RevisionEvents {
             revision,
             events: events.into_iter().map(SharedEvent::new).collect(),
+            dropped: false,
+        }
+    }
+
+    /// A revision whose events were not kept.
+    pub fn dropped(revision: i64) -> RevisionEvents {
+        RevisionEvents {
+            revision,
+            events: Vec::new(),
+            dropped: true,
         }
     }
 

@@ -70,6 +70,13 @@ impl EventFeed {
             return;
         };
         for rev in revisions {
+            if rev.dropped {
+                // Not in memory: a reader that needs it (or anything
+                // before it) reads history back from LMDB (a gap).
+                f.recent.clear();
+                f.bytes = 0;
+                continue;
+            }
             f.bytes += rev.bytes();
             f.recent.push_back(Arc::new(rev));
         }
