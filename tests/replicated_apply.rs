@@ -96,7 +96,7 @@ async fn state(group: &RaftGroup) -> (i64, Vec<(String, i64, i64)>) {
 async fn replicated_batches_apply_once_in_leader_order() {
     let dir = tempfile::tempdir().unwrap();
     let group = open(dir.path()).await;
-    assert_eq!(group.replicated().unwrap(), (0, 0));
+    assert_eq!(group.replicated().await.unwrap(), (0, 0));
 
     let first = batch(vec![entry(3, &["a"]), entry(5, &["b", "a"])]);
     assert_eq!(group.write_replicated(first.clone()).await.unwrap(), 5);
@@ -120,13 +120,13 @@ async fn replicated_batches_apply_once_in_leader_order() {
             vec![("a".into(), 4, 2), ("b".into(), 3, 1), ("c".into(), 5, 1)]
         )
     );
-    assert_eq!(group.replicated().unwrap(), (9, 7));
+    assert_eq!(group.replicated().await.unwrap(), (9, 7));
 
     // The stored leader index is durable with the data.
     group.shutdown().await;
     drop(group);
     let group = open(dir.path()).await;
-    assert_eq!(group.replicated().unwrap(), (9, 7));
+    assert_eq!(group.replicated().await.unwrap(), (9, 7));
     assert_eq!(state(&group).await.0, 5);
     let stale = batch(vec![entry(8, &["d"])]);
     assert_eq!(group.write_replicated(stale).await.unwrap(), 9);
@@ -144,6 +144,6 @@ async fn replicated_batches_apply_once_in_leader_order() {
         3,
         "another incarnation applied"
     );
-    assert_eq!(group.replicated().unwrap(), (9, 7));
+    assert_eq!(group.replicated().await.unwrap(), (9, 7));
     group.shutdown().await;
 }

@@ -76,7 +76,7 @@ impl Maintenance for MaintenanceService {
             .read(false, |r| Ok(r.revision_state()?.current))
             .await
             .map_err(status)?;
-        let st = group.status();
+        let st = group.status().await;
         let mut errors: Vec<String> = (group.alarms().await.map_err(status)?)
             .iter()
             .map(alarm_text)

@@ -517,7 +517,7 @@ impl RaftGroup {
             Ok(Err(e)) => return Err(self.propose_failed(super::proposer::propose_error(e))),
             Ok(Ok(_)) => {}
         }
-        Ok(self.replicated()?.0)
+        Ok(self.replicated().await?.0)
     }
 
     /// The epoch of this table incarnation (`None` for the metadata
@@ -528,8 +528,9 @@ impl RaftGroup {
 
     /// The leader index and leader epoch this table holds (follower
     /// clusters; `(0, 0)` before anything was replicated).
-    pub fn replicated(&self) -> Result<(u64, u64)> {
-        self.sm.replicated()
+    pub async fn replicated(&self) -> Result<(u64, u64)> {
+        let sm = self.sm.clone();
+        blocking(move || sm.replicated()).await
     }
 
     /// The raft leader's half of ReadIndex: confirms leadership with a
@@ -776,18 +777,26 @@ impl RaftGroup {
         self.read(false, |r| Ok(r.alarms()?.raised)).await
     }
 
-    pub fn status(&self) -> GroupStatus {
+    /// Raft progress and storage sizes (the sizes read LMDB and the file
+    /// system: off the runtime's threads).
+    pub async fn status(&self) -> GroupStatus {
         let m = self.raft.metrics().borrow().clone();
-        let in_use = |space: Result<crate::storage::Space>| space.map_or(0, |s| s.in_use);
-        let (db_size_in_use, db_size) = (in_use(self.sm.db.space()), self.sm.db.disk_size());
-        let (log_in_use, log_size) = (in_use(self.log.space()), self.log.disk_size());
+        let (sm, log) = (self.sm.clone(), self.log.clone());
+        let sizes = client_blocking(move || {
+            let in_use = |space: Result<crate::storage::Space>| space.map_or(0, |s| s.in_use);
+            Ok((
+                in_use(sm.db.space()) + in_use(log.space()),
+                sm.db.disk_size() + log.disk_size(),
+            ))
+        });
+        let (db_size_in_use, db_size) = sizes.await.unwrap_or_default();
         GroupStatus {
             leader: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
-            db_size: db_size + log_size,
-            db_size_in_use: db_size_in_use + log_in_use,
+            db_size,
+            db_size_in_use,
         }
     }
 

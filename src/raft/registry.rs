@@ -389,7 +389,8 @@ impl Registry {
     /// stops the one it replaces.
     async fn serve(&self, table: &str, epoch: u64, group: Arc<RaftGroup>) {
         let old = (self.groups.write().await).insert(table.to_string(), (epoch, group.clone()));
-        self.attach_watchers(table, &group, old.as_ref().map(|(_, g)| &**g));
+        self.attach_watchers(table, &group, old.as_ref().map(|(_, g)| &**g))
+            .await;
         if let Some((old_epoch, old)) = old {
             tracing::info!(%table, epoch = old_epoch, "stopping a replaced incarnation");
             old.shutdown().await;
@@ -401,12 +402,15 @@ impl Registry {
     /// recovered copy of the same leader-cluster lineage; on anything else
     /// (a table re-created or restored, or any swap on a leader cluster)
     /// they are canceled with the compaction signal.
-    fn attach_watchers(&self, name: &str, group: &RaftGroup, old: Option<&RaftGroup>) {
-        let lineage = |g: &RaftGroup| g.replicated().map_or(0, |(_, epoch)| epoch);
-        let changed = old.is_some_and(|old| {
-            let before = lineage(old);
-            before == 0 || before != lineage(group)
-        });
+    async fn attach_watchers(&self, name: &str, group: &RaftGroup, old: Option<&RaftGroup>) {
+        let lineage = async |g: &RaftGroup| g.replicated().await.map_or(0, |(_, epoch)| epoch);
+        let changed = match old {
+            Some(old) => {
+                let before = lineage(old).await;
+                before == 0 || before != lineage(group).await
+            }
+            None => false,
+        };
         let hub = (self.hubs.lock().unwrap())
             .entry(name.to_string())
             .or_insert_with(|| WatchHub::new(name))

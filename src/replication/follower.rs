@@ -354,7 +354,7 @@ impl Follower {
     /// leader index the table holds, until an error, a signal or a lost lease.
     async fn tail(&self, table: &str) -> Result<Ended> {
         let group = self.registry.get(table).await?;
-        let (held, epoch) = group.replicated()?;
+        let (held, epoch) = group.replicated().await?;
         let request = ReplicateRequest {
             table: table.to_string(),
             // Nothing held yet: take whatever incarnation the leader has.
@@ -420,9 +420,10 @@ impl Follower {
             }
             match signal {
                 Signal::UseSnapshot => {
+                    let held = group.replicated().await?.0;
                     tracing::info!(
                         table,
-                        held = group.replicated()?.0,
+                        held,
                         "replication: the leader compacted its log past this follower; recovering"
                     );
                     return self.recover(table).await;
@@ -449,7 +450,7 @@ impl Follower {
             }
             let applied = match applied {
                 Some(applied) => applied,
-                None => group.replicated()?.0,
+                None => group.replicated().await?.0,
             };
             // Entries without commands are skipped on the leader: `sent_through`
             // says how far this message really brought us.
@@ -554,7 +555,7 @@ impl Follower {
         }
         // A lagging node of the leader cluster (behind a load balancer, say)
         // must not take the table back in time.
-        let (held, held_epoch) = self.registry.get(table).await?.replicated()?;
+        let (held, held_epoch) = self.registry.get(table).await?.replicated().await?;
         if header.epoch == held_epoch && header.leader_index < held {
             return Err(Error::Upstream(format!(
                 "the leader's snapshot of {table:?} is at leader index {}, behind the {held} \

@@ -151,7 +151,7 @@ async fn render(node: &Node) -> Result<String> {
     )?;
     for group in node.ctx.registry.groups().await {
         let t = [group.table.as_str()];
-        let st = group.status();
+        let st = group.status().await;
         let revs = group.read(false, |r| r.revision_state()).await?;
         revision.with_label_values(&t).set(revs.current as f64);
         compacted.with_label_values(&t).set(revs.compacted as f64);
