@@ -11,7 +11,7 @@
 mod parse;
 mod tls;
 
-pub use parse::{parse_duration, parse_size};
+pub(crate) use parse::{parse_duration, parse_size};
 use tls::{port_tls, raft_tls, server_tls};
 
 use std::collections::BTreeMap;
@@ -440,7 +440,7 @@ impl FollowerArgs {
 }
 
 /// `1=host:port,2=host:port` to the initial voters; empty is none.
-pub fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
+pub(crate) fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
     let mut members = BTreeMap::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || {
@@ -464,7 +464,7 @@ pub fn parse_initial_members(value: &str) -> Result<BTreeMap<u64, BasicNode>> {
 }
 
 /// `http://host:port`, `https://host:port` or `host:port` to a socket address.
-pub fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
+pub(crate) fn parse_address(flag: &str, value: &str) -> Result<SocketAddr> {
     let hostport = value
         .strip_prefix("http://")
         .or_else(|| value.strip_prefix("https://"))
@@ -480,7 +480,7 @@ impl LeaderArgs {
     /// The `--replication.{cert,key,ca}-filename` files, read: the
     /// replication server's identity and the CA its clients must present a
     /// certificate of (mTLS) on a leader, the client's on a follower.
-    pub fn replication_tls(&self) -> Result<Option<TlsFiles>> {
+    pub(crate) fn replication_tls(&self) -> Result<Option<TlsFiles>> {
         let read = |flag: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
             path.as_ref()
                 .map(|p| {

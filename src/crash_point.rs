@@ -29,7 +29,7 @@ pub const POINTS: &[&str] = &[
 static ARMED: OnceLock<String> = OnceLock::new();
 
 /// Arms `point`: the process aborts when it first reaches it.
-pub fn arm(point: &str) -> crate::error::Result<()> {
+pub(crate) fn arm(point: &str) -> crate::error::Result<()> {
     if !POINTS.contains(&point) {
         return Err(crate::error::Error::InvalidInput(format!(
             "--debug.crash-at: unknown point {point:?} (known: {})",

@@ -64,7 +64,7 @@ pub enum EtcdError {
 
 impl EtcdError {
     /// The one `(code, message)` table. Changing a message breaks Go clients.
-    pub fn code_message(self) -> (Code, Cow<'static, str>) {
+    pub(crate) fn code_message(self) -> (Code, Cow<'static, str>) {
         use EtcdError::*;
         let fixed = match self {
             KeyNotProvided => (Code::InvalidArgument, "etcdserver: key is not provided"),
@@ -144,7 +144,7 @@ impl std::error::Error for EtcdError {}
 /// `cancel_reason` (etcd `mvcc` package errors, without the `etcdserver:`
 /// prefix), not as a gRPC status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WatchError {
+pub(crate) enum WatchError {
     /// A negative start revision (etcd >= 3.5.24 answers it like this).
     Compacted,
     EmptyRange,

@@ -21,10 +21,10 @@ pub const TABLE_HEADER: &str = "armada-table";
 /// incarnation that applied it. A follower cluster waits for that
 /// incarnation, not only for the revision, before it answers its client:
 /// a re-created table starts its revisions again.
-pub const EPOCH_HEADER: &str = "armada-epoch";
+pub(crate) const EPOCH_HEADER: &str = "armada-epoch";
 
 /// The [`EPOCH_HEADER`] of a response, if it has a valid one.
-pub fn epoch_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
+pub(crate) fn epoch_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
     metadata.get(EPOCH_HEADER)?.to_str().ok()?.parse().ok()
 }
 

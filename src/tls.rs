@@ -57,7 +57,7 @@ pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";
 /// PEM files of one port: its certificate chain and key, and the CA the
 /// other side's certificate must chain to.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TlsPaths {
+pub(crate) struct TlsPaths {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: Option<PathBuf>,

@@ -15,7 +15,7 @@ use crate::pb::etcdserverpb::{
     MemberUpdateRequest, MemberUpdateResponse,
 };
 
-pub struct ClusterService {
+pub(crate) struct ClusterService {
     pub ctx: Arc<Context>,
 }
 

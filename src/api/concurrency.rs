@@ -115,7 +115,7 @@ impl On<'_> {
     /// Runs `cmd` in the background when the returned guard is dropped
     /// without [`OnDrop::disarm`]: the clean-up of a call that failed or
     /// whose client gave up (its future is dropped mid-wait).
-    pub fn on_drop(&self, cmd: Command) -> OnDrop {
+    pub(crate) fn on_drop(&self, cmd: Command) -> OnDrop {
         OnDrop(Some((
             self.ctx.clone(),
             self.metadata.clone(),
@@ -127,7 +127,7 @@ impl On<'_> {
     /// Waits until no key under `prefix` has a create revision at or
     /// below `max_create` (the waiters' gauge counts it meanwhile), and
     /// returns the header of the last Get.
-    pub async fn wait_deletes(
+    pub(crate) async fn wait_deletes(
         &self,
         prefix: &[u8],
         max_create: i64,

@@ -32,7 +32,7 @@ use crate::pb::v3electionpb::{
     ProclaimResponse, ResignRequest, ResignResponse,
 };
 
-pub struct ElectionService {
+pub(crate) struct ElectionService {
     pub ctx: Arc<Context>,
 }
 

@@ -15,7 +15,7 @@ use crate::pb::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 
-pub struct KvService {
+pub(crate) struct KvService {
     pub ctx: Arc<Context>,
 }
 

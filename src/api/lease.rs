@@ -67,7 +67,7 @@ impl IdGen {
     }
 }
 
-pub struct LeaseService {
+pub(crate) struct LeaseService {
     pub ctx: Arc<Context>,
 }
 

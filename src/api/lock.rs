@@ -23,7 +23,7 @@ use crate::pb::etcdserverpb::{DeleteRangeRequest, TxnRequest};
 use crate::pb::v3lockpb::lock_server::Lock;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
-pub struct LockService {
+pub(crate) struct LockService {
     pub ctx: Arc<Context>,
 }
 

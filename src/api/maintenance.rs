@@ -22,7 +22,7 @@ use crate::pb::etcdserverpb::{
     SnapshotResponse, StatusRequest, StatusResponse,
 };
 
-pub struct MaintenanceService {
+pub(crate) struct MaintenanceService {
     pub ctx: Arc<Context>,
 }
 

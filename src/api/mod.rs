@@ -37,7 +37,7 @@ use crate::raft::registry::Registry;
 use crate::raft::state_machine::replicated_state;
 use crate::raft::NodeId;
 
-pub use crate::{EPOCH_HEADER, TABLE_HEADER};
+pub(crate) use crate::{EPOCH_HEADER, TABLE_HEADER};
 
 /// This member as etcd clients see it.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ pub trait Upstream: Send + Sync {
 
 /// How long a write through a follower waits for its revision to be
 /// replicated back before the client is told it committed upstream only.
-pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
 
 /// What every handler needs: the tables and who we are.
 pub struct Context {
@@ -132,7 +132,7 @@ impl Context {
     }
 
     /// The name of the table a request is for.
-    pub fn table_name(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    pub(crate) fn table_name(&self, metadata: &MetadataMap) -> Result<String, Status> {
         match metadata.get(TABLE_HEADER) {
             Some(v) => Ok(v
                 .to_str()
@@ -247,7 +247,7 @@ impl Context {
 impl Context {
     /// A write's response; a leader cluster's carries the table's epoch
     /// ([`EPOCH_HEADER`]) for follower clusters.
-    pub fn respond<T>(&self, group: &RaftGroup, resp: T) -> tonic::Response<T> {
+    pub(crate) fn respond<T>(&self, group: &RaftGroup, resp: T) -> tonic::Response<T> {
         let mut response = tonic::Response::new(resp);
         if let (None, Some(epoch)) = (&self.upstream, group.epoch()) {
             response.metadata_mut().insert(EPOCH_HEADER, epoch.into());
@@ -293,7 +293,7 @@ pub fn member_id(node: NodeId, peer_url: &str) -> u64 {
 }
 
 /// A stable 64-bit id from a string, for member and cluster ids (FNV-1a).
-pub fn stable_id(s: &str) -> u64 {
+pub(crate) fn stable_id(s: &str) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
         h ^= u64::from(b);

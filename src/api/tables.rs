@@ -11,7 +11,7 @@ use crate::pb::armada::{
     ListTablesRequest, ListTablesResponse, TableInfo,
 };
 
-pub struct TablesService {
+pub(crate) struct TablesService {
     pub ctx: Arc<Context>,
 }
 

@@ -30,7 +30,7 @@ const FRAGMENT_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
 /// election timeouts without a raft leader.
 const NO_LEADER_TIMEOUTS: u32 = 3;
 
-pub struct WatchService {
+pub(crate) struct WatchService {
     pub ctx: Arc<Context>,
     /// `--api.watch-progress-notify-interval`.
     pub progress_interval: Duration,
@@ -38,7 +38,7 @@ pub struct WatchService {
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
-pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchOut, Status>> + Send>>;
+pub(crate) type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchOut, Status>> + Send>>;
 
 impl WatchService {
     /// etcd's `Watch` (served by [`super::watch_codec::WatchServer`]).

@@ -20,7 +20,7 @@ use crate::pb::etcdserverpb::WatchRequest;
 
 /// Encodes [`WatchOut`]s and decodes `WatchRequest`s.
 #[derive(Clone, Copy, Default)]
-pub struct WatchCodec;
+pub(crate) struct WatchCodec;
 
 impl Codec for WatchCodec {
     type Encode = WatchOut;
@@ -61,7 +61,7 @@ impl Decoder for WatchCodec {
 
 /// The `etcdserverpb.Watch` service for tonic's router.
 #[derive(Clone)]
-pub struct WatchServer {
+pub(crate) struct WatchServer {
     service: Arc<WatchService>,
     max_decoding_message_size: usize,
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Parses Go-style durations: `50ms`, `1s`, `1m0s`, `1h30m`, `250us`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let bad = || format!("invalid duration {s:?} (examples: 50ms, 1s, 1m30s)");
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
@@ -43,7 +43,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 /// Parses a size in bytes: a plain number, or one with a unit, decimal
 /// (`kB`, `MB`, `GB`, `TB`) or binary (`KiB`, `MiB`, `GiB`, `TiB`, and `K`,
 /// `M`, `G`, `T` for them), case-insensitive: `64MiB`, `8GiB`, `500MB`.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let bad = || format!("invalid size {s:?} (examples: 4194304, 64MiB, 8GiB, 500MB)");
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -63,7 +63,7 @@ pub(crate) fn refuses(state: &AlarmState, cmd: &Command) -> Option<EtcdError> {
 
 /// True for the commands a NOSPACE alarm refuses: those that can only
 /// grow the store (etcd's quota cost > 0).
-pub fn grows(cmd: &Command) -> bool {
+pub(crate) fn grows(cmd: &Command) -> bool {
     match cmd {
         Command::Put(_) | Command::LeaseGrant(_) => true,
         Command::Txn(t) => puts(t),

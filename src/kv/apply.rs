@@ -98,7 +98,7 @@ const DELETE_BATCH: usize = 1000;
 
 /// Commands that can fail after writing, so the caller must run them in a
 /// scope it can roll back.
-pub fn needs_rollback_scope(cmd: &Command) -> bool {
+pub(crate) fn needs_rollback_scope(cmd: &Command) -> bool {
     matches!(cmd, Command::Txn(_))
 }
 
@@ -108,7 +108,7 @@ fn known_lease(store: &dyn MvccWrite, id: i64) -> Result<bool> {
 }
 
 /// One write request in progress.
-pub struct TxnWrite<'a> {
+pub(crate) struct TxnWrite<'a> {
     store: &'a mut dyn MvccWrite,
     begin: RevisionState,
     changes: i64,
@@ -121,7 +121,7 @@ pub struct TxnWrite<'a> {
 }
 
 impl<'a> TxnWrite<'a> {
-    pub fn begin(store: &'a mut dyn MvccWrite, send_limit: u64) -> Result<TxnWrite<'a>> {
+    pub(crate) fn begin(store: &'a mut dyn MvccWrite, send_limit: u64) -> Result<TxnWrite<'a>> {
         let begin = store.revision_state()?;
         Ok(TxnWrite {
             store,
@@ -135,12 +135,12 @@ impl<'a> TxnWrite<'a> {
     }
 
     /// The state before this request.
-    pub fn begin_state(&self) -> RevisionState {
+    pub(crate) fn begin_state(&self) -> RevisionState {
         self.begin
     }
 
     /// The revision reads see: the request's own revision once it changed something.
-    pub fn view_rev(&self) -> i64 {
+    pub(crate) fn view_rev(&self) -> i64 {
         self.begin.current + i64::from(self.changes > 0)
     }
 
@@ -149,7 +149,7 @@ impl<'a> TxnWrite<'a> {
     }
 
     /// The header revision of the whole request.
-    pub fn header_rev(&self) -> i64 {
+    pub(crate) fn header_rev(&self) -> i64 {
         self.view_rev()
     }
 

@@ -150,4 +150,4 @@ impl Applied {
 }
 
 /// A deterministic outcome: either etcd's response or etcd's error.
-pub type CommandResult = Result<Applied, EtcdError>;
+pub(crate) type CommandResult = Result<Applied, EtcdError>;

@@ -21,7 +21,7 @@ use crate::pb::etcdserverpb::{
 };
 
 /// etcd's `MaxLeaseTTL`: 9,000,000,000 s.
-pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// One lease as stored with the table (etcd's `leasepb.Lease`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct Lease {
 
 impl Lease {
     /// The TTL a new raft leader gives the lease.
-    pub fn ttl_on_promotion(&self) -> i64 {
+    pub(crate) fn ttl_on_promotion(&self) -> i64 {
         if self.remaining_ttl > 0 {
             self.remaining_ttl
         } else {

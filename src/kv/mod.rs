@@ -29,7 +29,7 @@ use crate::error::Result;
 use crate::pb::mvccpb::KeyValue;
 use alarm::AlarmState;
 use lease::Lease;
-pub use range::KeyRange;
+pub(crate) use range::KeyRange;
 
 /// The revision counters of one table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

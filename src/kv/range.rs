@@ -77,7 +77,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// Checks a read revision against the store's counters; returns the revision
 /// to read at (`<= 0` means current).
-pub fn check_revision(requested: i64, state: RevisionState) -> Result<i64, EtcdError> {
+pub(crate) fn check_revision(requested: i64, state: RevisionState) -> Result<i64, EtcdError> {
     if requested > state.current {
         return Err(EtcdError::FutureRev);
     }
@@ -113,7 +113,7 @@ impl SendBudget {
 
     /// Charges `kv` as one element of a repeated message field; false once
     /// the response is over the limit (then nothing more need be kept).
-    pub fn charge(&mut self, kv: &KeyValue) -> bool {
+    pub(crate) fn charge(&mut self, kv: &KeyValue) -> bool {
         let len = kv.encoded_len();
         self.used += (1 + encoded_len_varint(len as u64) + len) as u64;
         !self.exceeded()
@@ -171,7 +171,7 @@ pub fn range(
 /// filter, the first `limit + 1` keys (one more tells `more`); sorted with
 /// a limit, the best `limit` seen so far (sorted and cut whenever twice
 /// that many are held); `count` always covers the whole range.
-pub fn range_within(
+pub(crate) fn range_within(
     store: &dyn MvccRead,
     req: &RangeRequest,
     view_rev: i64,

@@ -130,7 +130,7 @@ pub fn is_read_only(req: &TxnRequest) -> bool {
 /// etcd's `isTxnSerializable`: every top-level op on both branches is a
 /// Range asking for a serializable read (a nested txn does not count as
 /// one), so a read-only txn may be served without a ReadIndex.
-pub fn is_serializable(req: &TxnRequest) -> bool {
+pub(crate) fn is_serializable(req: &TxnRequest) -> bool {
     (req.success.iter().chain(&req.failure)).all(
         |op| matches!(&op.request, Some(request_op::Request::RequestRange(r)) if r.serializable),
     )

@@ -12,9 +12,9 @@ use crate::pb::etcdserverpb::{
 };
 
 /// etcd's `--max-txn-ops` default.
-pub const MAX_TXN_OPS: usize = 128;
+pub(crate) const MAX_TXN_OPS: usize = 128;
 /// etcd's `--max-request-bytes` default (1.5 MiB).
-pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// What etcd's raft entry adds to a request's own encoding before it
 /// compares the entry with `--max-request-bytes`: the `InternalRaftRequest`
 /// header (field tag, length and a request id that is a 10-byte varint when
@@ -27,15 +27,15 @@ const RAFT_REQUEST_OVERHEAD: usize = 13 + 1;
 /// size etcd checks against `--max-request-bytes`: a Put of key `k` is
 /// accepted with a 1572840-byte value and refused with 1572841, as etcd
 /// 3.4.23 does for a member whose request ids have the top bit set.
-pub fn raft_request_size(len: usize) -> usize {
+pub(crate) fn raft_request_size(len: usize) -> usize {
     RAFT_REQUEST_OVERHEAD + prost::length_delimiter_len(len) + len
 }
 
 /// gRPC receive limit: the request limit plus 512 KiB, as etcd sets it.
-pub const MAX_GRPC_RECV_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
+pub(crate) const MAX_GRPC_RECV_BYTES: usize = MAX_REQUEST_BYTES + 512 * 1024;
 /// The hard decode limit of the transport: a memory bound, above the gRPC
 /// receive limit so the API can answer with etcd's code.
-pub const MAX_GRPC_DECODE_BYTES: usize = 16 << 20;
+pub(crate) const MAX_GRPC_DECODE_BYTES: usize = 16 << 20;
 
 pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {

@@ -75,7 +75,7 @@ pub struct GroupConfig {
 
 impl GroupConfig {
     /// The group's voters: the initial members, or this node alone.
-    pub fn voters(&self) -> BTreeMap<NodeId, BasicNode> {
+    pub(crate) fn voters(&self) -> BTreeMap<NodeId, BasicNode> {
         if self.members.is_empty() {
             BTreeMap::from([(self.node_id, BasicNode::new(&self.raft_address))])
         } else {
@@ -86,7 +86,7 @@ impl GroupConfig {
 
 /// What [`RaftGroup::read_committed`] found from a leader index on.
 #[derive(Debug)]
-pub enum LogRead {
+pub(crate) enum LogRead {
     /// Committed entries' commands by leader index (entries without
     /// commands are left out), and the last index they cover.
     Entries {
@@ -448,7 +448,7 @@ impl RaftGroup {
 
     /// Proposes a command on this node, which must be the raft leader; a
     /// forwarded write is never forwarded again.
-    pub async fn write_as_leader(&self, cmd: Command) -> Result<Applied> {
+    pub(crate) async fn write_as_leader(&self, cmd: Command) -> Result<Applied> {
         // etcd's quota: refuse what grows the store before either
         // environment's map fills, keeping room for Raft's own entries and
         // for the deletes, revokes and compactions that free space.
@@ -507,7 +507,7 @@ impl RaftGroup {
     }
 
     /// [`Self::write_replicated`] on this node, which must be the raft leader.
-    pub async fn write_replicated_as_leader(&self, batch: Replicated) -> Result<u64> {
+    pub(crate) async fn write_replicated_as_leader(&self, batch: Replicated) -> Result<u64> {
         let written = tokio::time::timeout(
             PROPOSE_TIMEOUT,
             self.raft.client_write(Proposal::Replicated(batch)),
@@ -535,7 +535,7 @@ impl RaftGroup {
 
     /// The raft leader's half of ReadIndex: confirms leadership with a
     /// quorum and returns the log index a linearizable read must wait for.
-    pub async fn read_index_as_leader(&self) -> Result<u64> {
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64> {
         use openraft::error::CheckIsLeaderError;
         // One round is a heartbeat to every voter, waited on for one
         // heartbeat interval; a slow reply from one peer fails the round
@@ -563,7 +563,7 @@ impl RaftGroup {
     /// Asks the raft leader about a lease (keep-alive, TimeToLive); it is
     /// the only member that knows deadlines. Asking has no effect on the
     /// log, so a lost answer is retried with the next leader.
-    pub async fn lease_query(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+    pub(crate) async fn lease_query(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
         self.with_leader(|leader| async move {
             match leader {
                 Some(leader) => self
@@ -580,7 +580,7 @@ impl RaftGroup {
     }
 
     /// The last log index this node has applied (0: none).
-    pub fn last_applied(&self) -> u64 {
+    pub(crate) fn last_applied(&self) -> u64 {
         let m = self.raft.metrics();
         let index = m.borrow().last_applied.map_or(0, |l| l.index);
         index
@@ -588,22 +588,12 @@ impl RaftGroup {
 
     /// Waits until this node has applied past `index`, up to `timeout`;
     /// returns whether it did.
-    pub async fn wait_applied_past(&self, index: u64, timeout: Duration) -> bool {
+    pub(crate) async fn wait_applied_past(&self, index: u64, timeout: Duration) -> bool {
         self.raft
             .wait(Some(timeout))
             .applied_index_at_least(Some(index + 1), "replication follow")
             .await
             .is_ok()
-    }
-
-    /// Waits until this node's copy of the table is at `revision` or later,
-    /// up to `timeout`; returns whether it got there.
-    pub async fn wait_revision(&self, revision: i64, timeout: Duration) -> bool {
-        self.wait_until(
-            timeout,
-            move |r| Ok(r.revision_state()?.current >= revision),
-        )
-        .await
     }
 
     /// Waits until `holds` is true of this node's copy of the table, read
@@ -639,7 +629,7 @@ impl RaftGroup {
     /// Applied (so committed) entries from log index `from` on, about
     /// `max_bytes` of commands at most (at least one entry), for a follower
     /// cluster. Any member can answer: applied entries are final.
-    pub async fn read_committed(&self, from: u64, max_bytes: usize) -> Result<LogRead> {
+    pub(crate) async fn read_committed(&self, from: u64, max_bytes: usize) -> Result<LogRead> {
         let (last_applied, purged) = {
             let m = self.raft.metrics();
             let m = m.borrow();
@@ -692,7 +682,7 @@ impl RaftGroup {
 
     /// Writes a consistent copy of the table to `path` for a follower
     /// cluster and returns its leader index and revision state.
-    pub async fn export(&self, path: PathBuf) -> Result<Exported> {
+    pub(crate) async fn export(&self, path: PathBuf) -> Result<Exported> {
         let sm = self.sm.clone();
         client_blocking(move || sm.export(&path)).await
     }
@@ -746,11 +736,11 @@ impl RaftGroup {
         self.sm.clone()
     }
 
-    pub fn lessor(&self) -> &Lessor {
+    pub(crate) fn lessor(&self) -> &Lessor {
         &self.sm.lessor
     }
 
-    pub fn lease_counts(&self) -> &LeaseCounts {
+    pub(crate) fn lease_counts(&self) -> &LeaseCounts {
         &self.sm.lease_counts
     }
 

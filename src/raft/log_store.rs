@@ -32,7 +32,7 @@ const LAST_PURGED: &str = "last_purged";
 
 /// The index through which the log may be purged: the state machine's
 /// last applied index.
-pub type PurgeBound = Arc<dyn Fn() -> crate::error::Result<u64> + Send + Sync>;
+pub(crate) type PurgeBound = Arc<dyn Fn() -> crate::error::Result<u64> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -80,7 +80,7 @@ impl LogStore {
 
     /// Decoded entries with `start <= index < end`, about `max_bytes` of
     /// them at most (at least one).
-    pub fn read_entries(
+    pub(crate) fn read_entries(
         db: &LogDb,
         start: u64,
         end: Option<u64>,
@@ -105,7 +105,7 @@ impl LogStore {
     /// Marks an empty log as purged through `log_id`, for a group seeded
     /// with a snapshot at that id: peers that need anything up to it get the
     /// snapshot.
-    pub fn seed_purged(db: &LogDb, log_id: LogId) -> crate::error::Result<()> {
+    pub(crate) fn seed_purged(db: &LogDb, log_id: LogId) -> crate::error::Result<()> {
         db.put_state(LAST_PURGED, &bincode::serialize(&Some(log_id))?)
     }
 

@@ -29,7 +29,7 @@ use openraft::BasicNode;
 
 use crate::kv::command::{CommandResult, Proposal};
 
-pub type NodeId = u64;
+pub(crate) type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// Armada's Raft types: an entry carries a batch of etcd commands, and
@@ -45,10 +45,10 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
+pub(crate) type LogId = openraft::LogId<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub(crate) type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
 
 /// Runs LMDB work on a blocking thread; LMDB transactions never cross an await.
 async fn blocking<R: Send + 'static>(

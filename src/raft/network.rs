@@ -47,11 +47,11 @@ use crate::tls::TlsConnector;
 /// a retryable timeout.
 /// Longer than the raft leader's own proposal timeout, so that the leader's
 /// answer (even "request timed out") normally arrives.
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The answer to a forwarded request: the result, or why there is none.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Remote<T> {
+pub(crate) enum Remote<T> {
     Ok(T),
     Etcd(EtcdError),
     Failed(String),
@@ -127,7 +127,7 @@ pub enum Rpc {
 /// most etcd's 1.5 MiB request) or a follower cluster's replicated batch
 /// (also split at about [`APPEND_BUDGET`], one leader entry at least);
 /// snapshot chunks are 1 MiB. 64 MiB leaves ample headroom.
-pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+pub(crate) const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
 /// One channel per peer node, shared by every group of this node.
 pub struct Peers {
@@ -207,7 +207,7 @@ impl Peers {
 
 /// openraft's network factory for one group.
 #[derive(Clone)]
-pub struct Network {
+pub(crate) struct Network {
     pub peers: Arc<Peers>,
     pub group: String,
     /// The group's heartbeat interval, kept up while a snapshot streams.
@@ -215,7 +215,7 @@ pub struct Network {
 }
 
 #[derive(Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     peers: Arc<Peers>,
     group: String,
     target: NodeId,

@@ -40,7 +40,7 @@ const MAX_BATCH_BYTES: usize = super::network::APPEND_BUDGET as usize;
 
 /// Why a proposal did not produce results.
 #[derive(Clone, Debug)]
-pub enum ProposeError {
+pub(crate) enum ProposeError {
     /// This node is not the group's raft leader; the leader, if known.
     ForwardToLeader(Option<(NodeId, BasicNode)>),
     /// The group's Raft core stopped.
@@ -59,7 +59,7 @@ struct Pending {
 }
 
 #[derive(Clone)]
-pub struct Proposer {
+pub(crate) struct Proposer {
     queue: mpsc::UnboundedSender<Pending>,
     /// One permit per command that may wait or be in flight.
     admission: Arc<Semaphore>,
@@ -77,7 +77,7 @@ impl Proposer {
         }
     }
 
-    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+    pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
         let admitted = (self.admission.clone().try_acquire_owned())
             .map_err(|_| ProposeError::TooManyRequests)?;
         let (reply, rx) = oneshot::channel();

@@ -41,7 +41,7 @@ use crate::pb::mvccpb::KeyValue;
 use crate::storage::mvcc::Reader;
 
 /// The metadata group's id on the Raft transport; no table name starts with '.'.
-pub const META_GROUP: &str = ".meta";
+pub(crate) const META_GROUP: &str = ".meta";
 /// Node-wide layout and tuning from which each group's [`GroupConfig`] is derived.
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -98,7 +98,7 @@ impl Drop for Seeding {
 }
 
 /// Table names become directory names and metadata values: keep them plain.
-pub fn validate_table_name(name: &str) -> Result<()> {
+pub(crate) fn validate_table_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
@@ -181,7 +181,7 @@ fn is_incarnation_dir(name: &str) -> bool {
 }
 
 /// Wall-clock Unix milliseconds (lease expiry, status times).
-pub fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -189,7 +189,7 @@ pub fn unix_ms() -> u64 {
 
 /// A fresh table epoch: the wall-clock time in nanoseconds, unique per
 /// incarnation.
-pub fn new_epoch() -> u64 {
+pub(crate) fn new_epoch() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -419,14 +419,14 @@ impl Registry {
     }
 
     /// The watch hub of a running table.
-    pub async fn watch_hub(&self, name: &str) -> Result<Arc<WatchHub>> {
+    pub(crate) async fn watch_hub(&self, name: &str) -> Result<Arc<WatchHub>> {
         self.get(name).await?;
         (self.hubs.lock().unwrap().get(name).cloned())
             .ok_or_else(|| Error::TableNotFound(name.to_string()))
     }
 
     /// Every table's watch hub, for metrics.
-    pub fn watch_hubs(&self) -> Vec<Arc<WatchHub>> {
+    pub(crate) fn watch_hubs(&self) -> Vec<Arc<WatchHub>> {
         self.hubs.lock().unwrap().values().cloned().collect()
     }
 
@@ -471,7 +471,7 @@ impl Registry {
     }
 
     /// A running table's group with its epoch.
-    pub async fn get_with_epoch(&self, name: &str) -> Result<(u64, Arc<RaftGroup>)> {
+    pub(crate) async fn get_with_epoch(&self, name: &str) -> Result<(u64, Arc<RaftGroup>)> {
         match self.groups.read().await.get(name) {
             Some((epoch, g)) => Ok((*epoch, g.clone())),
             None => match self.failed.lock().unwrap().get(name) {
@@ -485,12 +485,12 @@ impl Registry {
     }
 
     /// The tables that failed to open on this node, with why.
-    pub fn failed_tables(&self) -> BTreeMap<String, String> {
+    pub(crate) fn failed_tables(&self) -> BTreeMap<String, String> {
         self.failed.lock().unwrap().clone()
     }
 
     /// A group by its Raft transport id, for messages from peers.
-    pub async fn group_by_id(&self, id: &str) -> Option<Arc<RaftGroup>> {
+    pub(crate) async fn group_by_id(&self, id: &str) -> Option<Arc<RaftGroup>> {
         if id == META_GROUP {
             return Some(self.meta.clone());
         }
@@ -527,7 +527,7 @@ impl Registry {
     }
 
     /// The group settings of incarnation `epoch` of table `name` on this node.
-    pub fn table_config(&self, name: &str, epoch: u64) -> GroupConfig {
+    pub(crate) fn table_config(&self, name: &str, epoch: u64) -> GroupConfig {
         Self::group_config(&self.cfg, &format!("{name}.{epoch}"))
     }
 
@@ -535,7 +535,7 @@ impl Registry {
     /// has seeded (`RaftGroup::seed`): every node then stops the old group
     /// and opens the new one, which this node's snapshot fills. Returns
     /// false if the table is no longer at `old`.
-    pub async fn swap_to_seeded(&self, name: &str, old: u64, new: u64) -> Result<bool> {
+    pub(crate) async fn swap_to_seeded(&self, name: &str, old: u64, new: u64) -> Result<bool> {
         let key = MetaKey::Table(name).encode();
         let current = self.catalogue(true).await?.remove(name);
         let Some(current) = current.filter(|c| c.epoch == old) else {
@@ -566,7 +566,7 @@ impl Registry {
     }
 
     /// The running table groups of this node.
-    pub async fn groups(&self) -> Vec<Arc<RaftGroup>> {
+    pub(crate) async fn groups(&self) -> Vec<Arc<RaftGroup>> {
         self.groups
             .read()
             .await
@@ -596,7 +596,7 @@ impl Registry {
     }
 
     /// Creates the table unless it exists.
-    pub async fn ensure(&self, name: &str) -> Result<()> {
+    pub(crate) async fn ensure(&self, name: &str) -> Result<()> {
         match self.create(name).await {
             Ok(_) | Err(Error::TableExists(_)) => Ok(()),
             Err(e) => Err(e),
@@ -626,7 +626,7 @@ impl Registry {
     }
 
     /// Records how clients reach this node, unless already recorded so.
-    pub async fn register_member(&self, info: &MemberInfo) -> Result<()> {
+    pub(crate) async fn register_member(&self, info: &MemberInfo) -> Result<()> {
         let key = MetaKey::Member(self.node_id()).encode();
         let value = to_json(info)?;
         let current = self.members().await?.remove(&self.node_id());

@@ -41,7 +41,7 @@ impl RaftGroup {
     /// environment's pages in use plus twice `bytes` (the log entry, the
     /// stored value and what copy-on-write touches) would pass [`QUOTA`]
     /// of its map.
-    pub fn space_low(&self, bytes: usize) -> bool {
+    pub(crate) fn space_low(&self, bytes: usize) -> bool {
         if self.state_machine().map_full.load(Ordering::Relaxed) {
             return true;
         }
@@ -64,7 +64,7 @@ impl RaftGroup {
 
     /// Snapshots the state machine as applied now (unless a snapshot
     /// covers it already) and purges this node's log through the snapshot.
-    pub async fn compact_log(&self) -> Result<()> {
+    pub(crate) async fn compact_log(&self) -> Result<()> {
         let raft = self.raft();
         let fatal = |e: openraft::error::Fatal<super::NodeId>| Error::Raft(e.to_string());
         let (applied, snapshot) = {

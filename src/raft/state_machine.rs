@@ -137,7 +137,7 @@ impl StateMachine {
 }
 
 /// A consistent copy of a table's state, for a follower cluster.
-pub struct Exported {
+pub(crate) struct Exported {
     /// The last log index applied in the copy (the leader index).
     pub leader_index: u64,
     pub revision: RevisionState,
@@ -151,7 +151,7 @@ impl Shared {
 
     /// Writes a consistent copy of the state machine to `path` (which must
     /// not exist) and returns what it contains.
-    pub fn export(&self, path: &Path) -> Result<Exported> {
+    pub(crate) fn export(&self, path: &Path) -> Result<Exported> {
         self.db.copy_to(path)?;
         SnapshotFile::open(path)?.with(|r| {
             let (last, _) = applied_state(r)?;

@@ -21,7 +21,7 @@ use crate::kv::command::{Command, Replicated};
 use crate::pb::raft::raft_server::Raft;
 use crate::pb::raft::{GroupReply, GroupRequest};
 
-pub struct RaftService {
+pub(crate) struct RaftService {
     pub registry: Arc<Registry>,
 }
 

@@ -196,7 +196,7 @@ impl Follower {
     }
 
     /// Why the last reconcile with the leader cluster failed, if it did.
-    pub fn reconcile_error(&self) -> Option<String> {
+    pub(crate) fn reconcile_error(&self) -> Option<String> {
         self.reconcile_error.lock().unwrap().clone()
     }
 
@@ -596,7 +596,7 @@ impl Follower {
     /// A client's write on the leader cluster's `table` (etcd errors
     /// unchanged), with the epoch of the incarnation that applied it (its
     /// [`crate::EPOCH_HEADER`]); the caller waits for it to be replicated back.
-    pub async fn forward_write(
+    pub(crate) async fn forward_write(
         &self,
         table: &str,
         cmd: Command,
@@ -653,7 +653,7 @@ impl Follower {
 
     /// The leader cluster's etcd API (on its replication port), for the
     /// requests of a follower's clients that are not commands.
-    pub fn leader_channel(&self) -> Channel {
+    pub(crate) fn leader_channel(&self) -> Channel {
         self.leader.clone()
     }
 }

@@ -47,7 +47,7 @@ const MAX_EXPORTS: usize = 4;
 
 /// The replication services of one leader-cluster node.
 #[derive(Clone)]
-pub struct LeaderService {
+pub(crate) struct LeaderService {
     pub registry: Arc<Registry>,
     /// `--replication.max-send-message-size-bytes`.
     pub max_send: usize,
@@ -83,7 +83,7 @@ impl LeaderService {
 }
 
 type Outbox<T> = mpsc::Sender<Result<T, Status>>;
-pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Metadata for LeaderService {

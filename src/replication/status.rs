@@ -14,7 +14,7 @@ use crate::raft::registry::Registry;
 
 /// On a leader cluster's node: each table and the last leader index a
 /// follower can pull from it, by table name.
-pub async fn leader_indexes(registry: &Registry) -> Vec<(String, u64)> {
+pub(crate) async fn leader_indexes(registry: &Registry) -> Vec<(String, u64)> {
     let mut out: Vec<_> = (registry.groups().await.iter())
         .map(|g| (g.table.clone(), g.last_applied()))
         .collect();
@@ -22,7 +22,7 @@ pub async fn leader_indexes(registry: &Registry) -> Vec<(String, u64)> {
     out
 }
 
-pub struct StatusService {
+pub(crate) struct StatusService {
     pub registry: Arc<Registry>,
     /// Set on a follower cluster's node.
     pub follower: Option<Arc<Follower>>,

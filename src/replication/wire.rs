@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::kv::command::{Command, ReplicatedEntry};
 use crate::pb::replication as pb;
 
-pub fn to_wire(cmd: &Command) -> pb::Command {
+pub(crate) fn to_wire(cmd: &Command) -> pb::Command {
     use pb::command::Command as C;
     let c = match cmd {
         Command::Put(r) => C::Put(r.clone()),

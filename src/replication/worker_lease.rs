@@ -32,7 +32,7 @@ struct WorkerLease {
 
 /// Takes or renews `table`'s worker lease for `holder` for `ttl`, unless
 /// another node holds it unexpired; true if `holder` holds it now.
-pub async fn acquire(
+pub(crate) async fn acquire(
     registry: &Registry,
     table: &str,
     holder: NodeId,

@@ -50,7 +50,7 @@ enum State {
 
 /// A server-side connection whose inbound HTTP/2 stream has `scheme://`
 /// stripped from literal `:authority` values.
-pub struct LenientAuthority<S> {
+pub(crate) struct LenientAuthority<S> {
     inner: S,
     state: State,
     /// Bytes read from `inner` and not yet processed.

@@ -99,7 +99,7 @@ impl NodeConfig {
     }
 
     /// Where snapshot copies for and from other clusters are written.
-    pub fn replication_scratch_dir(&self) -> PathBuf {
+    pub(crate) fn replication_scratch_dir(&self) -> PathBuf {
         self.registry.node_host_dir.join("replication")
     }
 }
@@ -405,9 +405,4 @@ async fn api_incoming(
     use futures::StreamExt;
     let incoming = tls::bind(addr, tls).await?.into_stream();
     Ok(incoming.map(|conn| conn.map(authority::LenientAuthority::new)))
-}
-
-/// Resolves a data path flag: absolute or relative to the working directory.
-pub fn path_or(flag: &Option<PathBuf>, default: PathBuf) -> PathBuf {
-    flag.clone().unwrap_or(default)
 }

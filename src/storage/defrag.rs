@@ -31,7 +31,7 @@ const DATA_FILE: &str = "data.mdb";
 const COPY_FILE: &str = "data.mdb.defrag";
 
 /// An environment and the database handles `D` opened in it.
-pub struct Defragmentable<D: Copy> {
+pub(crate) struct Defragmentable<D: Copy> {
     path: PathBuf,
     map_size: usize,
     max_dbs: u32,
@@ -75,7 +75,7 @@ impl<D: Copy> Defragmentable<D> {
     }
 
     /// The size of the environment's file on disk.
-    pub fn disk_size(&self) -> u64 {
+    pub(crate) fn disk_size(&self) -> u64 {
         std::fs::metadata(self.path.join(DATA_FILE)).map_or(0, |m| m.len())
     }
 
@@ -105,7 +105,7 @@ impl<D: Copy> Defragmentable<D> {
     /// file as `mdb_env_copy2` writes it (a snapshot): the environment
     /// never holds the old data and the new at once, so a snapshot as large
     /// as the map installs. The caller checks the file first.
-    pub fn replace_with(&self, file: &Path) -> Result<()> {
+    pub(crate) fn replace_with(&self, file: &Path) -> Result<()> {
         let mut open = self.open.write();
         let copy = self.path.join(COPY_FILE);
         let copied =

@@ -3,7 +3,7 @@
 
 /// Appends `key` escaped so that the encoding is prefix-free and
 /// order-preserving: 0x00 becomes 0x00 0xff and the key ends with 0x00 0x00.
-pub fn encode_user_key(out: &mut Vec<u8>, key: &[u8]) {
+pub(crate) fn encode_user_key(out: &mut Vec<u8>, key: &[u8]) {
     for &b in key {
         out.push(b);
         if b == 0 {
@@ -23,14 +23,14 @@ pub fn version_key(key: &[u8], main: i64, sub: i64) -> Vec<u8> {
 }
 
 /// The smallest composite key of `key` (before all its versions).
-pub fn key_start(key: &[u8]) -> Vec<u8> {
+pub(crate) fn key_start(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 2);
     encode_user_key(&mut out, key);
     out
 }
 
 /// A composite key after every version of `key`.
-pub fn key_end(key: &[u8]) -> Vec<u8> {
+pub(crate) fn key_end(key: &[u8]) -> Vec<u8> {
     let mut out = key_start(key);
     out.extend_from_slice(&[0xff; 16]);
     out
@@ -83,11 +83,11 @@ pub fn decode_revision_key(raw: &[u8]) -> Option<(i64, i64)> {
 
 /// A lease id as 8 big-endian bytes: the `leases` key and the prefix of
 /// its keys in `lease_keys`.
-pub fn lease_key(id: i64) -> [u8; 8] {
+pub(crate) fn lease_key(id: i64) -> [u8; 8] {
     (id as u64).to_be_bytes()
 }
 
-pub fn index_key(index: u64) -> [u8; 8] {
+pub(crate) fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 

@@ -43,7 +43,7 @@ fn decode_index(raw: &[u8]) -> Result<u64> {
 impl LogDb {
     /// An upper bound of [`Self::space`] that reads no database: the
     /// high-water mark stands for the pages in use.
-    pub fn space_bound(&self) -> super::Space {
+    pub(crate) fn space_bound(&self) -> super::Space {
         (self.env.with(|env, _| Ok(super::high_water(env)))).unwrap_or_default()
     }
 
@@ -59,7 +59,7 @@ impl LogDb {
     }
 
     /// The size of the environment's file.
-    pub fn disk_size(&self) -> u64 {
+    pub(crate) fn disk_size(&self) -> u64 {
         self.env.disk_size()
     }
 
@@ -147,14 +147,14 @@ impl LogDb {
         })
     }
 
-    pub fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.env.with(|env, d| {
             let rtxn = env.read_txn()?;
             Ok(d.state.get(&rtxn, name)?.map(<[u8]>::to_vec))
         })
     }
 
-    pub fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
+    pub(crate) fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
         self.env.with(|env, d| {
             let mut wtxn = env.write_txn()?;
             d.state.put(&mut wtxn, name, value)?;

@@ -31,7 +31,7 @@ use heed::{DatabaseStat, Env, EnvOpenOptions, RoTxn, WithoutTls};
 
 use crate::error::Result;
 
-pub type LmdbEnv = Env<WithoutTls>;
+pub(crate) type LmdbEnv = Env<WithoutTls>;
 
 /// How hard a commit pushes to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub enum Durability {
 
 /// Opens (creating if needed) an environment directory. Read transactions
 /// are not tied to threads, so heed work can run on any blocking thread.
-pub fn open_env(
+pub(crate) fn open_env(
     path: &Path,
     map_size: usize,
     max_dbs: u32,

@@ -88,7 +88,7 @@ impl MvccDb {
     }
 
     /// The size of the environment's file.
-    pub fn disk_size(&self) -> u64 {
+    pub(crate) fn disk_size(&self) -> u64 {
         self.env.disk_size()
     }
 
@@ -100,7 +100,7 @@ impl MvccDb {
 
     /// An upper bound of [`Self::space`] that reads no database: the
     /// high-water mark stands for the pages in use.
-    pub fn space_bound(&self) -> super::Space {
+    pub(crate) fn space_bound(&self) -> super::Space {
         (self.env.with(|env, _| Ok(super::high_water(env)))).unwrap_or_default()
     }
 
@@ -140,7 +140,7 @@ impl MvccDb {
     }
 
     /// Writes a consistent copy of the environment to `path`.
-    pub fn copy_to(&self, path: &Path) -> Result<()> {
+    pub(crate) fn copy_to(&self, path: &Path) -> Result<()> {
         self.env.with(|env, _| {
             // Commits are `Replayable`: make everything up to the copy
             // durable here, because the Raft log before a snapshot may be
@@ -158,7 +158,7 @@ impl MvccDb {
     /// this store's databases), then swapped in for the environment's file,
     /// so a reader sees the old state or the new one, a bad file leaves the
     /// old state untouched, and the map never holds both.
-    pub fn load_from(&self, path: &Path) -> Result<()> {
+    pub(crate) fn load_from(&self, path: &Path) -> Result<()> {
         SnapshotFile::open(path)?.with(|snap| {
             snap.revision_state()?;
             Ok(())
@@ -220,7 +220,7 @@ pub struct Writer<'t, 'p> {
 impl Writer<'_, '_> {
     /// Runs `f` in a nested transaction that is kept only if `f` returns
     /// `(value, true)`: a command that fails after writing leaves no trace.
-    pub fn scoped<R>(
+    pub(crate) fn scoped<R>(
         &mut self,
         f: impl FnOnce(&mut Writer<'_, '_>) -> Result<(R, bool)>,
     ) -> Result<R> {
@@ -238,7 +238,7 @@ impl Writer<'_, '_> {
         Ok(r)
     }
 
-    pub fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
+    pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
         Ok(self.dbs.meta.put(self.txn, name, value)?)
     }
 
@@ -251,7 +251,7 @@ impl Writer<'_, '_> {
 }
 
 impl Reader<'_> {
-    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.dbs.meta.get(self.txn, name)?.map(<[u8]>::to_vec))
     }
 
@@ -273,7 +273,7 @@ impl Reader<'_> {
     }
 
     /// etcd's Hash: a hash of the whole keyspace, history and leases included.
-    pub fn hash_all(&self) -> Result<u32> {
+    pub(crate) fn hash_all(&self) -> Result<u32> {
         let mut h = crc32fast::Hasher::new();
         for db in [self.dbs.kv, self.dbs.revs, self.dbs.leases] {
             for item in db.iter(self.txn)? {

@@ -16,7 +16,7 @@ use super::MvccRead;
 use crate::error::{Result, WatchError};
 use crate::pb::etcdserverpb::{watch_create_request::FilterType, WatchCreateRequest};
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
-pub use wire::{fragments, SharedEvent, WatchOut};
+pub(crate) use wire::{fragments, SharedEvent, WatchOut};
 
 /// The changes of one revision as watch events, in sub-revision order.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +65,7 @@ impl RevisionEvents {
 
 /// Which events a watcher wants and how.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Selector {
+pub(crate) struct Selector {
     pub range: KeyRange,
     pub no_put: bool,
     pub no_delete: bool,
@@ -76,7 +76,7 @@ impl Selector {
     /// Normalizes a create request as etcd does: an empty key is `\0`, a
     /// range end of `\0` means every key from `key` on, and `key >=
     /// range_end` is an empty range.
-    pub fn from_create(req: &WatchCreateRequest) -> Result<Selector, WatchError> {
+    pub(crate) fn from_create(req: &WatchCreateRequest) -> Result<Selector, WatchError> {
         let key: &[u8] = if req.key.is_empty() { &[0] } else { &req.key };
         let range = KeyRange::new(key, &req.range_end);
         if range.is_empty() {
@@ -92,7 +92,7 @@ impl Selector {
     }
 
     /// Whether the watcher gets this event (range and filters).
-    pub fn wants(&self, e: &Event) -> bool {
+    pub(crate) fn wants(&self, e: &Event) -> bool {
         let filtered = if e.r#type == EventType::Delete as i32 {
             self.no_delete
         } else {
@@ -124,7 +124,7 @@ impl Selector {
 
 /// etcd's `watchBatchMaxRevs`: a catch-up response covers at most this
 /// many revisions.
-pub const MAX_REVISIONS_PER_READ: i64 = 1000;
+pub(crate) const MAX_REVISIONS_PER_READ: i64 = 1000;
 
 /// Reads the events of revisions `from..=to` back from history (at most
 /// [`MAX_REVISIONS_PER_READ`] of them), stopping after the first revision

@@ -98,7 +98,7 @@ impl WatchOut {
 
     /// Writes the response as `WatchResponse` (fields in field order, the
     /// events, field 11, last).
-    pub fn encode(&self, buf: &mut impl prost::bytes::BufMut) {
+    pub(crate) fn encode(&self, buf: &mut impl prost::bytes::BufMut) {
         self.head.encode_raw(buf);
         for e in &self.events {
             encode_key(EVENTS_FIELD, WireType::LengthDelimited, buf);
@@ -107,8 +107,9 @@ impl WatchOut {
         }
     }
 
-    /// The events decoded again (tests and diagnostics).
-    pub fn decode_events(&self) -> Vec<Event> {
+    /// The events decoded again (tests).
+    #[cfg(test)]
+    pub(crate) fn decode_events(&self) -> Vec<Event> {
         (self.events.iter())
             .map(|e| Event::decode(&e[..]).expect("encoded by SharedEvent"))
             .collect()
@@ -119,7 +120,7 @@ impl WatchOut {
 /// `max_bytes` with two or more events, for a watcher that asked for
 /// fragments, goes out in pieces of at least one event each, every piece
 /// but the last marked `fragment`. Anything else goes out whole, unmarked.
-pub fn fragments(mut out: WatchOut, max_bytes: usize) -> Vec<WatchOut> {
+pub(crate) fn fragments(mut out: WatchOut, max_bytes: usize) -> Vec<WatchOut> {
     out.head.fragment = false;
     if out.events.len() < 2 || out.encoded_len() < max_bytes {
         return vec![out];

@@ -53,7 +53,7 @@ pub enum LeaseChange {
 
 /// What the primary knows of one lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The granted TTL and the seconds left (truncated, never negative).
     Live { ttl: i64, remaining: i64 },
     /// Unknown, or past its deadline (its revoke is on the way).
@@ -124,11 +124,11 @@ fn secs(ttl: i64) -> Duration {
 }
 
 impl Lessor {
-    pub fn is_primary(&self) -> bool {
+    pub(crate) fn is_primary(&self) -> bool {
         self.primary.lock().unwrap().is_some()
     }
 
-    pub fn demote(&self) {
+    pub(crate) fn demote(&self) {
         *self.primary.lock().unwrap() = None;
     }
 
@@ -138,7 +138,7 @@ impl Lessor {
     /// never). `read` runs under the lessor's lock, so a grant or revoke
     /// that commits after the read is reported to the new primary, and one
     /// before it is in the read.
-    pub fn promote<E>(
+    pub(crate) fn promote<E>(
         &self,
         extend: Duration,
         checkpoint_interval: Duration,
@@ -165,7 +165,7 @@ impl Lessor {
     }
 
     /// Waits until this lessor is primary, up to `timeout`; returns whether it is.
-    pub async fn wait_primary(&self, timeout: Duration) -> bool {
+    pub(crate) async fn wait_primary(&self, timeout: Duration) -> bool {
         let promoted = self.promoted.notified();
         if self.is_primary() {
             return true;
@@ -202,7 +202,7 @@ impl Lessor {
     }
 
     /// A keep-alive: the lease lives a full TTL from now.
-    pub fn renew(&self, id: i64) -> Lookup {
+    pub(crate) fn renew(&self, id: i64) -> Lookup {
         let mut primary = self.primary.lock().unwrap();
         let Some(p) = primary.as_mut() else {
             return Lookup::NotPrimary;
@@ -233,7 +233,7 @@ impl Lessor {
     /// The checkpoints due at `now` (at most `max`): each live lease's
     /// remaining TTL in whole seconds, rounded up, if below its TTL. Each is
     /// scheduled again an interval later.
-    pub fn due_checkpoints(&self, now: Instant, max: usize) -> Vec<LeaseCheckpoint> {
+    pub(crate) fn due_checkpoints(&self, now: Instant, max: usize) -> Vec<LeaseCheckpoint> {
         let mut primary = self.primary.lock().unwrap();
         let Some(p) = primary.as_mut() else {
             return Vec::new();
@@ -269,7 +269,7 @@ impl Lessor {
         out
     }
 
-    pub fn lookup(&self, id: i64) -> Lookup {
+    pub(crate) fn lookup(&self, id: i64) -> Lookup {
         let primary = self.primary.lock().unwrap();
         let Some(p) = primary.as_ref() else {
             return Lookup::NotPrimary;

@@ -36,7 +36,7 @@ use crate::pb::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevo
 use lessor::Lookup;
 
 /// How often expired leases are looked for (etcd: 500 ms).
-pub const TICK: Duration = Duration::from_millis(500);
+pub(crate) const TICK: Duration = Duration::from_millis(500);
 /// At most this many expired leases are handed out per tick (etcd's
 /// default revoke rate, 1000/s).
 const MAX_REVOKES_PER_TICK: usize = 500;
@@ -48,7 +48,7 @@ const MAX_PENDING_REVOKES: usize = 16;
 
 /// A question about a lease that only the table's raft leader can answer.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub enum LeaseQuery {
+pub(crate) enum LeaseQuery {
     /// A keep-alive.
     Renew {
         id: i64,
@@ -60,7 +60,7 @@ pub enum LeaseQuery {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LeaseAnswer {
+pub(crate) enum LeaseAnswer {
     /// Renewed for its full granted TTL.
     Renewed { ttl: i64 },
     /// Granted TTL, seconds left, and the attached keys if asked for.
@@ -108,7 +108,7 @@ impl RaftGroup {
     /// does not know is looked up again after applying everything
     /// committed (a Grant may be committed and not yet applied: etcd PR
     /// #13690).
-    pub async fn lease_query_as_leader(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
+    pub(crate) async fn lease_query_as_leader(&self, query: LeaseQuery) -> Result<LeaseAnswer> {
         let recent = {
             let m = self.raft().metrics();
             let m = m.borrow();

@@ -25,13 +25,13 @@ impl Registry {
 
     /// Records `leader` as the leader cluster this follower cluster
     /// follows, unless one is recorded already; returns the recorded one.
-    pub async fn follow_cluster(&self, leader: &str) -> Result<String> {
+    pub(crate) async fn follow_cluster(&self, leader: &str) -> Result<String> {
         self.get_or_put(MetaKey::FollowedCluster, leader.to_string())
             .await
     }
 
     /// The leader cluster this follower cluster follows, once recorded.
-    pub async fn followed_cluster(&self) -> Result<Option<String>> {
+    pub(crate) async fn followed_cluster(&self) -> Result<Option<String>> {
         self.meta_value(MetaKey::FollowedCluster).await
     }
 

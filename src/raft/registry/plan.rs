@@ -40,7 +40,7 @@ pub(crate) enum Action {
 
 /// An incoming incarnation, and whether it applied its seed's snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Incoming {
+pub struct Incoming {
     pub(crate) epoch: u64,
     pub(crate) seeded: bool,
 }

@@ -63,7 +63,7 @@ impl EventFeed {
 
     /// Publishes committed revisions (in order, consecutive, following the
     /// last published one) and the state after them.
-    pub fn publish(&self, revisions: Vec<RevisionEvents>, state: RevisionState) {
+    pub(crate) fn publish(&self, revisions: Vec<RevisionEvents>, state: RevisionState) {
         let mut f = self.inner.lock().unwrap();
         f.state = state;
         let Some(reader) = f.reader.clone().filter(|_| f.interested) else {
@@ -101,12 +101,12 @@ impl EventFeed {
     }
 
     /// Makes `reader` the one woken on every publish and reset.
-    pub fn attach(&self, reader: Arc<Notify>) {
+    pub(crate) fn attach(&self, reader: Arc<Notify>) {
         self.inner.lock().unwrap().reader = Some(reader);
     }
 
     /// Stops buffering (the hub moved to another incarnation or closed).
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         let mut f = self.inner.lock().unwrap();
         f.reader = None;
         f.recent.clear();
@@ -116,7 +116,7 @@ impl EventFeed {
     /// Buffers events (the hub has watchers) or not. Revisions published
     /// while not interested are never buffered: a reader behind them gets
     /// [`FeedRead::Gap`].
-    pub fn set_interest(&self, interested: bool) {
+    pub(crate) fn set_interest(&self, interested: bool) {
         let mut f = self.inner.lock().unwrap();
         if f.interested != interested {
             f.interested = interested;

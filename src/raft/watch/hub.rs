@@ -41,7 +41,7 @@ const CATCH_UP_BYTES: usize = 2 << 20;
 
 /// Watch counters of one table, for metrics.
 #[derive(Default)]
-pub struct WatchCounts {
+pub(crate) struct WatchCounts {
     pub streams: usize,
     pub watchers: usize,
     pub unsynced: usize,
@@ -49,7 +49,7 @@ pub struct WatchCounts {
     pub slow_watchers: u64,
 }
 
-pub struct WatchHub {
+pub(crate) struct WatchHub {
     pub table: String,
     state: Mutex<HubState>,
     wake: Arc<Notify>,
@@ -149,7 +149,7 @@ impl WatchHub {
     /// source's): then every watcher is canceled with the compaction signal,
     /// so clients re-list as they do after a compaction, instead of getting
     /// events that never happened.
-    pub fn attach(&self, sm: Arc<Shared>, lineage_changed: bool) {
+    pub(crate) fn attach(&self, sm: Arc<Shared>, lineage_changed: bool) {
         let mut st = self.lock();
         if st.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, &sm)) {
             return;
@@ -354,7 +354,7 @@ impl WatchHub {
     /// A tick of the stream's progress timer: each `progress_notify`
     /// watcher that got no events since the last tick and is caught up gets
     /// an empty response at the fanned revision.
-    pub fn progress_tick(&self, stream: u64) {
+    pub(crate) fn progress_tick(&self, stream: u64) {
         let mut st = self.lock();
         let st = &mut *st;
         let Some(sw) = st.streams.get(&stream) else {

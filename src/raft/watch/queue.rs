@@ -37,7 +37,7 @@ use crate::pb::etcdserverpb::WatchResponse;
 const MAX_EVENT_RESPONSES: usize = 1024;
 const MAX_EVENT_BYTES: usize = 16 << 20;
 /// Control responses waiting before the stream stops reading requests.
-pub const MAX_CONTROL_RESPONSES: usize = 1024;
+pub(crate) const MAX_CONTROL_RESPONSES: usize = 1024;
 /// A queued response takes more events only while smaller than this.
 const MERGE_BYTES: usize = 1 << 20;
 /// Events join queued responses only while this many are waiting (half of
@@ -139,7 +139,7 @@ impl StreamQueue {
     }
 
     /// Queues a control response; always accepted.
-    pub fn push_control(&self, resp: WatchResponse) {
+    pub(crate) fn push_control(&self, resp: WatchResponse) {
         let mut q = self.inner.lock().unwrap();
         if q.closed {
             return;
@@ -151,12 +151,12 @@ impl StreamQueue {
 
     /// True while fewer than [`MAX_CONTROL_RESPONSES`] control responses
     /// wait: the stream may read another request.
-    pub fn control_room(&self) -> bool {
+    pub(crate) fn control_room(&self) -> bool {
         self.inner.lock().unwrap().control_items < MAX_CONTROL_RESPONSES
     }
 
     /// Resolves once [`Self::control_room`] (or the stream closed).
-    pub async fn wait_control_room(&self) {
+    pub(crate) async fn wait_control_room(&self) {
         loop {
             let drained = self.drained.notified();
             {
@@ -171,7 +171,7 @@ impl StreamQueue {
 
     /// Queues an event response if there is room (or joins it to the
     /// watcher's queued one); false if there is no room.
-    pub fn try_push_event(&self, mut resp: WatchOut) -> bool {
+    pub(crate) fn try_push_event(&self, mut resp: WatchOut) -> bool {
         let mut q = self.inner.lock().unwrap();
         if q.closed {
             return true; // nobody will read it: as good as delivered
@@ -194,7 +194,7 @@ impl StreamQueue {
 
     /// Queues a progress notification if there is room (dropped if not,
     /// as etcd does: clients ask again).
-    pub fn try_push_progress(&self, resp: WatchResponse) {
+    pub(crate) fn try_push_progress(&self, resp: WatchResponse) {
         let mut q = self.inner.lock().unwrap();
         if q.closed || !q.has_room() {
             return;
@@ -208,7 +208,7 @@ impl StreamQueue {
 
     /// True if an event response would be accepted now; if not, the hub
     /// is woken once there is room.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         let mut q = self.inner.lock().unwrap();
         let room = q.has_room();
         q.starved |= !room;
@@ -261,7 +261,7 @@ impl StreamQueue {
     }
 
     /// Resolves once the stream is closed.
-    pub async fn wait_closed(&self) {
+    pub(crate) async fn wait_closed(&self) {
         let _ = self.closed.subscribe().wait_for(|closed| *closed).await;
     }
 }
