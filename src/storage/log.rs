@@ -69,12 +69,20 @@ impl LogDb {
         self.env.defragment()
     }
 
-    /// Appends (or overwrites) entries and syncs them in one commit.
-    pub fn append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+    /// Appends (or overwrites) entries, and records the `state` values
+    /// given, and syncs them in one commit.
+    pub fn append(
+        &self,
+        entries: impl IntoIterator<Item = (u64, Vec<u8>)>,
+        state: &[(&str, &[u8])],
+    ) -> Result<()> {
         self.env.with(|env, d| {
             let mut wtxn = env.write_txn()?;
             for (index, bytes) in entries {
                 d.log.put(&mut wtxn, &index_key(index), &bytes)?;
+            }
+            for (name, value) in state {
+                d.state.put(&mut wtxn, name, value)?;
             }
             wtxn.commit()?;
             Ok(())
