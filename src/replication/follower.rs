@@ -340,7 +340,12 @@ impl Follower {
             }
             self.update(&table, |s| s.leased = true);
             match self.tail(&table).await {
-                Ok(Ended::LostLease) => self.update(&table, |s| s.leased = false),
+                // Another node runs the table now: this one stands by (a
+                // recovery the lost lease ended is not reported as running).
+                Ok(Ended::LostLease) => self.update(&table, |s| {
+                    s.leased = false;
+                    s.state = WorkerState::Standby;
+                }),
                 Ok(Ended::Resynced) => {}
                 Err(e) => {
                     self.failed(&table, &e);
