@@ -378,42 +378,64 @@ fn make_certs(dir: &std::path::Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_over_mutual_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
+/// A leader whose replication port serves TLS with `server.crt` (asking
+/// client certificates of `ca.crt` when `mutual`), and a follower of it that
+/// checks the leader against `ca.crt` (presenting `client.crt` when
+/// `mutual`); returns the certificates' directory, both nodes and their
+/// channels once the follower has replicated a first put.
+async fn tls_pair(
+    dir: &std::path::Path,
+    replication: u16,
+    mutual: bool,
+) -> (std::path::PathBuf, [(Server, Channel); 2]) {
+    let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     make_certs(&certs);
-    let file = |name: &str| certs.join(name).display().to_string();
-    let replication = free_port();
-    let leader_node = Server::start(
-        &dir.path().join("leader"),
-        Ports::pick(),
-        &[
-            "--replication.enabled",
-            &format!("--replication.address=https://127.0.0.1:{replication}"),
-            &format!("--replication.cert-filename={}", file("server.crt")),
-            &format!("--replication.key-filename={}", file("server.key")),
-            &format!("--replication.ca-filename={}", file("ca.crt")),
-        ],
-    );
+    let flag = |name: &str, file: &str| {
+        format!(
+            "--replication.{name}-filename={}",
+            certs.join(file).display()
+        )
+    };
+    let mut leader_flags = vec![
+        "--replication.enabled".to_string(),
+        format!("--replication.address=https://127.0.0.1:{replication}"),
+        flag("cert", "server.crt"),
+        flag("key", "server.key"),
+    ];
+    let mut follower_flags = vec![
+        format!("--replication.leader-address=127.0.0.1:{replication}"),
+        flag("ca", "ca.crt"),
+        "--replication.reconcile-interval=300ms".to_string(),
+        "--replication.poll-interval=100ms".to_string(),
+    ];
+    if mutual {
+        leader_flags.push(flag("ca", "ca.crt"));
+        follower_flags.push(flag("cert", "client.crt"));
+        follower_flags.push(flag("key", "client.key"));
+    }
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let leader_node = Server::start(&dir.join("leader"), Ports::pick(), &strs(&leader_flags));
     let leader = leader_node.ready().await;
     let follower_node = Server::start_as(
         "follower",
-        &dir.path().join("follower"),
+        &dir.join("follower"),
         Ports::pick(),
-        &[
-            &format!("--replication.leader-address=127.0.0.1:{replication}"),
-            &format!("--replication.cert-filename={}", file("client.crt")),
-            &format!("--replication.key-filename={}", file("client.key")),
-            &format!("--replication.ca-filename={}", file("ca.crt")),
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-        ],
+        &strs(&follower_flags),
     );
     let follower = follower_node.ready().await;
     put(&leader, "default", "secret", "1").await;
     wait_same(&leader, &follower, "default").await;
+    (certs, [(leader_node, leader), (follower_node, follower)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let replication = free_port();
+    let (certs, _nodes) = tls_pair(dir.path(), replication, true).await;
 
     // Plaintext, and TLS without a client certificate, are both refused.
     use armada::pb::replication::metadata_client::MetadataClient;
@@ -444,36 +466,7 @@ async fn replication_over_mutual_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_over_server_only_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    make_certs(&certs);
-    let file = |name: &str| certs.join(name).display().to_string();
-    let replication = free_port();
-    let leader_node = Server::start(
-        &dir.path().join("leader"),
-        Ports::pick(),
-        &[
-            "--replication.enabled",
-            &format!("--replication.address=https://127.0.0.1:{replication}"),
-            &format!("--replication.cert-filename={}", file("server.crt")),
-            &format!("--replication.key-filename={}", file("server.key")),
-        ],
-    );
-    let leader = leader_node.ready().await;
-    let follower_node = Server::start_as(
-        "follower",
-        &dir.path().join("follower"),
-        Ports::pick(),
-        &[
-            &format!("--replication.leader-address=127.0.0.1:{replication}"),
-            &format!("--replication.ca-filename={}", file("ca.crt")),
-            "--replication.reconcile-interval=300ms",
-            "--replication.poll-interval=100ms",
-        ],
-    );
-    let follower = follower_node.ready().await;
-    put(&leader, "default", "k", "1").await;
-    wait_same(&leader, &follower, "default").await;
+    tls_pair(dir.path(), free_port(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,25 @@ mod tests {
         Incarnation { epoch, seed }
     }
 
+    fn stop(table: &str, epoch: u64) -> Action {
+        let table = table.into();
+        Action::Stop { table, epoch }
+    }
+
+    fn promote(table: &str, epoch: u64) -> Action {
+        let table = table.into();
+        Action::Promote { table, epoch }
+    }
+
+    fn drop_incoming(table: &str, epoch: u64) -> Action {
+        let table = table.into();
+        Action::DropIncoming { table, epoch }
+    }
+
+    fn waiting(epoch: u64, seeded: bool) -> Incoming {
+        Incoming { epoch, seeded }
+    }
+
     fn open(table: &str, epoch: u64, initialize: bool, incoming: bool) -> Action {
         Action::Open {
             table: table.into(),
@@ -122,9 +141,14 @@ mod tests {
 
     #[test]
     fn plans() {
-        let cases: Vec<Case> =
-            vec![
-            ("nothing to do", vec![("t", inc(5, None))], vec![("t", 5)], vec![], vec![]),
+        let cases: Vec<Case> = vec![
+            (
+                "nothing to do",
+                vec![("t", inc(5, None))],
+                vec![("t", 5)],
+                vec![],
+                vec![],
+            ),
             (
                 "a new table is opened and initialized",
                 vec![("t", inc(5, None))],
@@ -137,10 +161,7 @@ mod tests {
                 vec![],
                 vec![("t", 5)],
                 vec![],
-                vec![Action::Stop {
-                    table: "t".into(),
-                    epoch: 5,
-                }],
+                vec![stop("t", 5)],
             ),
             (
                 "a re-created table: the new incarnation replaces the old",
@@ -174,71 +195,29 @@ mod tests {
                 "an incoming incarnation still waiting is left alone",
                 vec![("t", inc(6, Some(2)))],
                 vec![("t", 5)],
-                vec![(
-                    "t",
-                    Incoming {
-                        epoch: 6,
-                        seeded: false,
-                    },
-                )],
+                vec![("t", waiting(6, false))],
                 vec![],
             ),
             (
                 "an incoming incarnation with its seed is promoted",
                 vec![("t", inc(6, Some(2)))],
                 vec![("t", 5)],
-                vec![(
-                    "t",
-                    Incoming {
-                        epoch: 6,
-                        seeded: true,
-                    },
-                )],
-                vec![Action::Promote {
-                    table: "t".into(),
-                    epoch: 6,
-                }],
+                vec![("t", waiting(6, true))],
+                vec![promote("t", 6)],
             ),
             (
                 "an incoming incarnation the catalogue moved past is dropped, the new one opened",
                 vec![("t", inc(7, None))],
                 vec![("t", 5)],
-                vec![(
-                    "t",
-                    Incoming {
-                        epoch: 6,
-                        seeded: true,
-                    },
-                )],
-                vec![
-                    Action::DropIncoming {
-                        table: "t".into(),
-                        epoch: 6,
-                    },
-                    open("t", 7, true, false),
-                ],
+                vec![("t", waiting(6, true))],
+                vec![drop_incoming("t", 6), open("t", 7, true, false)],
             ),
             (
                 "a deleted table's incoming incarnation is dropped and the table stopped",
                 vec![],
                 vec![("t", 5)],
-                vec![(
-                    "t",
-                    Incoming {
-                        epoch: 6,
-                        seeded: false,
-                    },
-                )],
-                vec![
-                    Action::DropIncoming {
-                        table: "t".into(),
-                        epoch: 6,
-                    },
-                    Action::Stop {
-                        table: "t".into(),
-                        epoch: 5,
-                    },
-                ],
+                vec![("t", waiting(6, false))],
+                vec![drop_incoming("t", 6), stop("t", 5)],
             ),
         ];
         for (what, want, running, incoming, expected) in cases {
