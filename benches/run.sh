@@ -267,6 +267,16 @@ start_server() {
     done
 }
 
+# Resident memory of the servers after a run (summed over members), in MB.
+server_rss_mb() {
+    local pid kb total=0
+    for pid in "${SERVER_PIDS[@]}"; do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    echo $((total / 1024))
+}
+
 stop_server() {
     local pid deadline=$((SECONDS + 15))
     for pid in "${SERVER_PIDS[@]}"; do
@@ -327,9 +337,12 @@ one_run() {
     wait "$LOADGEN_PID" || rc=$?
     LOADGEN_PID=""
     out=$(cat "$RUN_DIR/loadgen.out")
+    local rss
+    rss=$(server_rss_mb)
     if ((rc == 0)); then
         grep '^#' <<<"$out" | sed "s/^# /   r$run /" >&2 || true
-        grep '^{' <<<"$out" | jq -c --arg b "$wl" --argjson r "$run" '. + {bench: $b, run: $r}' >>"$JSONL"
+        grep '^{' <<<"$out" | jq -c --arg b "$wl" --argjson r "$run" --argjson rss "$rss" \
+            '. + {bench: $b, run: $r, rss_mb: $rss}' >>"$JSONL"
     else
         echo "--- $sys $wl run $run: loadgen failed (exit $rc); server log tail:" >&2
         grep '^#' <<<"$out" >&2 || true
@@ -381,16 +394,17 @@ if [[ -n $KV_WLS ]]; then
     summary=$(jq -s -r --arg wls "$KV_WLS" "$JQ_DEFS"'
   . as $all
   | ($wls | split(" ") | map(select(. != ""))) as $ws
-  | "| workload | etcd ops/s | armada ops/s | armada/etcd | etcd p99 ms | armada p99 ms | etcd CPU ms/kop | armada CPU ms/kop | armada/etcd CPU | errors | max other CPU |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  | "| workload | etcd ops/s | armada ops/s | armada/etcd | etcd p50 ms | armada p50 ms | etcd p99 ms | armada p99 ms | etcd CPU ms/kop | armada CPU ms/kop | armada/etcd CPU | etcd RSS MB | armada RSS MB | errors | max other CPU |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ($ws[] as $w
      | ($all | stat("etcd"; $w; .ops_per_sec)) as $eo
      | ($all | stat("armada"; $w; .ops_per_sec)) as $ao
      | ($all | stat("etcd"; $w; .server_cpu_ms_per_kop)) as $ec
      | ($all | stat("armada"; $w; .server_cpu_ms_per_kop)) as $ac
-     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(ratio($ao; $eo)) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(1)) | \($ac | fmt(1)) | \(ratio($ac; $ec)) | \($all | errs($w)) | \($all | other($w) | fmt(2)) |")
+     | "| \($w) | \($eo | fmt(0)) | \($ao | fmt(0)) | \(ratio($ao; $eo)) | \($all | stat("etcd"; $w; .p50_ms) | fmt(2)) | \($all | stat("armada"; $w; .p50_ms) | fmt(2)) | \($all | stat("etcd"; $w; .p99_ms) | fmt(2)) | \($all | stat("armada"; $w; .p99_ms) | fmt(2)) | \($ec | fmt(1)) | \($ac | fmt(1)) | \(ratio($ac; $ec)) | \($all | stat("etcd"; $w; .rss_mb) | fmt(0)) | \($all | stat("armada"; $w; .rss_mb) | fmt(0)) | \($all | errs($w)) | \($all | other($w) | fmt(2)) |")
 ' "$JSONL")
-    summary+=$'\n\nCPU ms/kop = server CPU time (user+sys) per 1000 successful requests; lower is better.'
+    summary+=$'\n\nCPU ms/kop = server CPU time (user+sys) per 1000 successful requests; lower is better.
+RSS = the servers\' resident memory right after the run (summed over members).'
 fi
 # Watch fan-out: medians of delivered events/s, delivery p50/p99 and server
 # CPU per delivered event.

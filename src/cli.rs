@@ -28,6 +28,7 @@ use crate::raft::registry::RegistryConfig;
 use crate::replication::follower::FollowerConfig;
 use crate::replication::{Identity, TlsFiles};
 use crate::server::{NodeConfig, ReplicationServe};
+use crate::storage::log::LogEngine;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -223,6 +224,16 @@ pub struct LeaderArgs {
         default_value_t = 10000
     )]
     pub raft_snapshot_entries: u64,
+    /// The raft log's engine: wal (append-only segment files, one fsync
+    /// per write batch) or lmdb (an LMDB environment). A table's log keeps
+    /// the engine it was created with.
+    #[arg(
+        long = "raft.logdb",
+        env = "ARMADA_RAFT_LOGDB",
+        default_value = "wal",
+        value_parser = |s: &str| s.parse::<LogEngine>().map_err(|e| e.to_string())
+    )]
+    pub raft_logdb: LogEngine,
     /// Entries kept in the log after a snapshot.
     #[arg(
         long = "raft.compaction-overhead",
@@ -655,6 +666,7 @@ impl LeaderArgs {
                     })?,
                     heartbeat_ms,
                     election_ms,
+                    log_engine: self.raft_logdb,
                     snapshot_entries: self.raft_snapshot_entries,
                     compaction_overhead: self.raft_compaction_overhead,
                     // Bound one append batch by the in-memory log budget,

@@ -26,6 +26,7 @@ fn config(dir: &std::path::Path) -> GroupConfig {
         state_machine_dir: dir.join("sm"),
         snapshot_dir: dir.join("snapshots"),
         map_size: 64 << 20,
+        log_engine: Default::default(),
         heartbeat_ms: 50,
         election_ms: 300,
         snapshot_entries: 0,

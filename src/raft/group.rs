@@ -28,7 +28,7 @@ use crate::kv::alarm;
 use crate::kv::command::{Applied, Command, Proposal, Replicated};
 use crate::kv::MvccRead;
 use crate::pb::etcdserverpb::AlarmMember;
-use crate::storage::log::LogDb;
+use crate::storage::log::{LogDb, LogEngine};
 use crate::storage::mvcc::{MvccDb, Reader};
 
 /// How long a request waits for a raft leader to appear before it fails
@@ -54,6 +54,8 @@ pub struct GroupConfig {
     pub state_machine_dir: PathBuf,
     pub snapshot_dir: PathBuf,
     pub map_size: usize,
+    /// The engine of a new table's raft log (`--raft.logdb`).
+    pub log_engine: LogEngine,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub snapshot_entries: u64,
@@ -174,7 +176,7 @@ impl RaftGroup {
         let storage = cfg.clone();
         let (log, sm) = blocking(move || {
             let cfg = storage;
-            let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size)?);
+            let log = Arc::new(LogDb::open(&cfg.wal_dir, cfg.map_size, cfg.log_engine)?);
             let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
             let sm = StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)?;
             sm.shared()
@@ -218,7 +220,7 @@ impl RaftGroup {
             },
             LogStore::new(log.clone(), {
                 let sm = shared.clone();
-                Arc::new(move || sm.applied_index())
+                Arc::new(move || sm.purge_bound())
             }),
             sm,
         )
@@ -291,7 +293,7 @@ impl RaftGroup {
         let storage = cfg.clone();
         let mut sm = blocking(move || {
             let cfg = storage;
-            let log = LogDb::open(&cfg.wal_dir, cfg.map_size)?;
+            let log = LogDb::open(&cfg.wal_dir, cfg.map_size, cfg.log_engine)?;
             LogStore::seed_purged(&log, log_id)?;
             let db = MvccDb::open(&cfg.state_machine_dir, cfg.map_size)?;
             StateMachine::open(db, &cfg.snapshot_dir, cfg.send_limit)

@@ -4,7 +4,8 @@
 //! committed index is not synced on its own: it rides along with the next
 //! append (one fsync per write batch in the log, not two).
 //!
-//! A purge never runs ahead of the state machine. openraft 0.9 asks for the
+//! A purge never runs ahead of the state machine and its durable snapshot
+//! (see [`PurgeBound`]). openraft 0.9 asks for the
 //! purge through a received snapshot as soon as it hands the install to the
 //! state machine worker, before the install has loaded anything; a crash or
 //! a failed load in between would leave a log purged past the state machine,
@@ -32,8 +33,10 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
-/// The index through which the log may be purged: the state machine's
-/// last applied index.
+/// The index through which the log may be purged: what the state machine
+/// has applied and its last snapshot holds (the state machine's commits are
+/// not synced one by one; after an OS crash it is rebuilt from that
+/// snapshot and the log after it).
 pub(crate) type PurgeBound = Arc<dyn Fn() -> crate::error::Result<u64> + Send + Sync>;
 
 #[derive(Clone)]
@@ -288,6 +291,7 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
+    use crate::storage::log::LogEngine;
 
     fn log_id(index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -301,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_purge_waits_for_the_state_machine() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(LogDb::open(dir.path(), 1 << 24).unwrap());
+        let db = Arc::new(LogDb::open(dir.path(), 1 << 24, LogEngine::Lmdb).unwrap());
         let entries = (1..=10).map(|i| {
             let e = Entry {
                 log_id: log_id(i),
@@ -334,7 +338,7 @@ mod tests {
         use crate::kv::command::{Command, Proposal};
         use crate::pb::etcdserverpb::PutRequest;
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(LogDb::open(dir.path(), 1 << 26).unwrap());
+        let db = Arc::new(LogDb::open(dir.path(), 1 << 26, LogEngine::Lmdb).unwrap());
         // Ten entries of 100 KiB: the 256 KiB budget takes two (a third
         // would cross it), and one at least, however large.
         let entries = (1..=10).map(|i| {
@@ -365,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn committed_rides_along_with_appends() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(LogDb::open(dir.path(), 1 << 24).unwrap());
+        let db = Arc::new(LogDb::open(dir.path(), 1 << 24, LogEngine::Lmdb).unwrap());
         let raw = bincode::serialize(&Some(log_id(3))).unwrap();
         db.append(Vec::new(), &[(COMMITTED, &raw)]).unwrap();
         let mut store = LogStore::new(db.clone(), Arc::new(|| Ok(u64::MAX)));

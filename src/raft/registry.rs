@@ -307,13 +307,14 @@ impl Registry {
         }
         // A table deleted while it failed to open is no longer reported.
         (self.failed.lock().unwrap()).retain(|name, _| catalogue.contains_key(name));
-        let want: BTreeMap<String, u64> = (catalogue.iter())
-            .map(|(n, inc)| (n.clone(), inc.epoch))
-            .collect();
-        // Only a caught-up node may conclude that a table is gone: after a
-        // crash the metadata state machine can be behind its own log.
-        let m = self.meta.raft().metrics().borrow().clone();
-        if m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index {
+        // Only a caught-up catalogue may say that a table is gone: after a
+        // restart the metadata state machine can be behind its own log (or
+        // rebuilt from it after an OS crash), so it is read linearizably.
+        let caught_up = tokio::time::timeout(Duration::from_secs(1), self.catalogue(true));
+        if let Ok(Ok(catalogue)) = caught_up.await {
+            let want: BTreeMap<String, u64> = (catalogue.iter())
+                .map(|(n, inc)| (n.clone(), inc.epoch))
+                .collect();
             self.remove_stale_dirs(&want, &self.running_dirs().await)
                 .await;
         }

@@ -86,8 +86,9 @@ impl StateMachine {
                 let _ = std::fs::remove_file(snapshot_dir.join(name));
             }
         }
+        let discarded = db.discarded();
         let state = db.read(|r| r.revision_state())?;
-        Ok(StateMachine {
+        let sm = StateMachine {
             shared: Arc::new(Shared {
                 feed: EventFeed::new(state),
                 db,
@@ -99,7 +100,11 @@ impl StateMachine {
                 lease_counts: LeaseCounts::default(),
                 send_limit,
             }),
-        })
+        };
+        if discarded {
+            sm.shared.rebuild_base()?;
+        }
+        Ok(sm)
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -254,6 +259,33 @@ impl Shared {
             let _ = std::fs::remove_file(self.snapshot_dir.join(old.file));
         }
         Ok(())
+    }
+
+    /// Restores the last snapshot into a state machine that was discarded
+    /// as possibly torn by an OS crash; openraft applies the log after it
+    /// again. Without a snapshot the log was never purged (see
+    /// [`Self::purge_bound`]) and is applied from its start.
+    fn rebuild_base(&self) -> Result<()> {
+        let current = self.current.lock().unwrap().clone();
+        if let Some(snap) = current {
+            tracing::warn!(
+                snapshot = %snap.file,
+                "rebuilding the state machine from its last snapshot and the raft log"
+            );
+            self.load_from(&self.snapshot_dir.join(&snap.file))?;
+        }
+        Ok(())
+    }
+
+    /// The index through which the raft log may be purged: what both the
+    /// state machine and its current snapshot hold. The snapshot, because
+    /// the state machine's own commits are not synced one by one: after an
+    /// OS crash it is rebuilt from the snapshot and the log after it.
+    pub(crate) fn purge_bound(&self) -> Result<u64> {
+        let snapshot = (self.current.lock().unwrap().as_ref())
+            .and_then(|c| c.meta.last_log_id)
+            .map_or(0, |l| l.index);
+        Ok(self.applied_index()?.min(snapshot))
     }
 
     /// The index of the last log entry applied (0: none).
@@ -591,6 +623,56 @@ mod tests {
             snapshot_id: format!("1-{index}-{name}"),
         };
         (CurrentSnapshot { meta, file: name }, path)
+    }
+
+    fn put(index: u64) -> Entry {
+        let put = crate::pb::etcdserverpb::PutRequest {
+            key: format!("k{index}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal::Local(vec![Command::Put(put)])),
+        }
+    }
+
+    /// Commits are not synced one by one: a state machine whose unsynced
+    /// commits belong to an earlier boot is rebuilt from its snapshot (and
+    /// the raft log, which openraft applies again), whatever its file holds.
+    #[tokio::test]
+    async fn a_state_machine_torn_by_an_os_crash_is_rebuilt_from_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sm_dir, snapshots) = (dir.path().join("sm"), dir.path().join("snapshots"));
+        let open = || {
+            let db = MvccDb::open(&sm_dir, 1 << 24).unwrap();
+            StateMachine::open(db, &snapshots, u64::MAX).unwrap()
+        };
+        let revision = |sm: &StateMachine| sm.shared.db.read(|r| r.revision_state()).unwrap();
+        {
+            let mut sm = open();
+            sm.apply(vec![put(1), put(2)]).await.unwrap();
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            sm.apply(vec![put(3)]).await.unwrap();
+            assert_eq!(sm.shared.purge_bound().unwrap(), 2, "the snapshot's");
+        }
+        // A clean close (or a process crash): reopened as it was.
+        let sm = open();
+        assert_eq!(sm.shared.applied_index().unwrap(), 3);
+        assert_eq!(revision(&sm).current, 4);
+        drop(sm);
+
+        // An OS crash: unsynced commits of an earlier boot, a torn file.
+        crate::storage::boot_marker::pretend_earlier_boot(&sm_dir);
+        std::fs::write(sm_dir.join("data.mdb"), vec![0xa5; 64 << 10]).unwrap();
+        let sm = open();
+        assert_eq!(sm.shared.applied_index().unwrap(), 2);
+        assert_eq!(revision(&sm).current, 3);
+        assert_eq!(sm.shared.purge_bound().unwrap(), 2);
     }
 
     #[test]

@@ -24,11 +24,12 @@ use std::path::{Path, PathBuf};
 use heed::CompactionOption;
 use parking_lot::RwLock;
 
-use super::{open_env, Durability, LmdbEnv};
+use super::{boot_marker, open_env, Durability, LmdbEnv};
 use crate::error::{Error, Result};
 
 const DATA_FILE: &str = "data.mdb";
 const COPY_FILE: &str = "data.mdb.defrag";
+const LOCK_FILE: &str = "lock.mdb";
 
 /// An environment and the database handles `D` opened in it.
 pub(crate) struct Defragmentable<D: Copy> {
@@ -40,6 +41,9 @@ pub(crate) struct Defragmentable<D: Copy> {
     databases: fn(&LmdbEnv) -> Result<D>,
     /// `None` only if reopening after a defragment failed.
     open: RwLock<Option<(LmdbEnv, D)>>,
+    /// The environment found at open was discarded: it may have been torn
+    /// by an OS crash (see [`Durability::Deferred`]).
+    discarded: bool,
 }
 
 impl<D: Copy> Defragmentable<D> {
@@ -55,7 +59,28 @@ impl<D: Copy> Defragmentable<D> {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
+        let deferred = durability == Durability::Deferred;
+        let discarded = deferred && boot_marker::may_be_torn(path)?;
+        if discarded {
+            tracing::warn!(
+                path = %path.display(),
+                "unsynced commits of an earlier boot: the environment is \
+                 discarded (an OS crash may have torn it) and rebuilt"
+            );
+            for file in [DATA_FILE, LOCK_FILE] {
+                match std::fs::remove_file(path.join(file)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
         let env = open_env(path, map_size, max_dbs, durability)?;
+        if deferred {
+            // Whatever an earlier run of this boot left in the page cache
+            // reaches the disk before commits of this run go unsynced.
+            env.force_sync()?;
+            boot_marker::mark_unsynced(path)?;
+        }
         let dbs = databases(&env)?;
         Ok(Defragmentable {
             path: path.to_path_buf(),
@@ -64,7 +89,14 @@ impl<D: Copy> Defragmentable<D> {
             durability,
             databases,
             open: RwLock::new(Some((env, dbs))),
+            discarded,
         })
+    }
+
+    /// True if the environment found at open was discarded as possibly torn
+    /// by an OS crash, and this one started empty.
+    pub fn discarded(&self) -> bool {
+        self.discarded
     }
 
     /// Runs `f` with the environment; no defragment runs meanwhile.
@@ -141,6 +173,22 @@ impl<D: Copy> Defragmentable<D> {
         let dbs = (self.databases)(&env)?;
         *open = Some((env, dbs));
         Ok(renamed?)
+    }
+}
+
+impl<D: Copy> Drop for Defragmentable<D> {
+    /// A `Deferred` environment is synced and marked clean as it closes, so
+    /// a reboot after a clean stop has nothing to rebuild.
+    fn drop(&mut self) {
+        if self.durability != Durability::Deferred {
+            return;
+        }
+        if let Some((env, _)) = self.open.get_mut().take() {
+            // No transaction runs: `self` is borrowed mutably.
+            if env.force_sync().is_ok() {
+                let _ = boot_marker::mark_clean(&self.path);
+            }
+        }
     }
 }
 

@@ -1,92 +1,92 @@
-//! The Raft log of one table as raw bytes in LMDB: entries by index, plus
-//! the small hard state (vote, committed, last purged). What the bytes mean
-//! is the raft layer's business.
+//! The Raft log of one table as raw bytes, on the engine `--raft.logdb`
+//! chose (Regatta's flag): entries by index, plus the small hard state
+//! (vote, committed, last purged) by name. What the bytes mean is the raft
+//! layer's business. Both engines sync every write before it returns.
 
-use std::ops::Bound::{Excluded, Included, Unbounded};
+mod lmdb;
+mod wal;
+
 use std::path::Path;
+use std::str::FromStr;
 
-use heed::types::{Bytes, Str};
-use heed::Database;
-
-use super::defrag::Defragmentable;
-use super::keys::index_key;
-use super::{Durability, LmdbEnv};
+use self::lmdb::LmdbLog;
+use self::wal::Wal;
+use super::Space;
 use crate::error::{Error, Result};
 
-pub struct LogDb {
-    env: Defragmentable<Dbs>,
+/// Which engine holds a table's Raft log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogEngine {
+    /// An LMDB environment: entries in a B-tree.
+    Lmdb,
+    /// Append-only segment files: one sequential write and one `fdatasync`
+    /// per batch.
+    #[default]
+    Wal,
 }
 
-#[derive(Clone, Copy)]
-struct Dbs {
-    log: Database<Bytes, Bytes>,
-    state: Database<Str, Bytes>,
-}
+impl FromStr for LogEngine {
+    type Err = Error;
 
-impl Dbs {
-    fn create(env: &LmdbEnv) -> Result<Dbs> {
-        let mut wtxn = env.write_txn()?;
-        let log = env.create_database(&mut wtxn, Some("log"))?;
-        let state = env.create_database(&mut wtxn, Some("raft"))?;
-        wtxn.commit()?;
-        Ok(Dbs { log, state })
+    fn from_str(s: &str) -> Result<LogEngine> {
+        match s {
+            "lmdb" => Ok(LogEngine::Lmdb),
+            "wal" => Ok(LogEngine::Wal),
+            other => Err(Error::InvalidInput(format!(
+                "unknown raft log engine {other:?} (lmdb or wal)"
+            ))),
+        }
     }
 }
 
-fn decode_index(raw: &[u8]) -> Result<u64> {
-    Ok(u64::from_be_bytes(
-        raw.try_into()
-            .map_err(|_| Error::Corrupt("bad log index".into()))?,
-    ))
+/// A table's Raft log, on either engine.
+pub struct LogDb(Engine);
+
+enum Engine {
+    Lmdb(LmdbLog),
+    Wal(Wal),
 }
 
 impl LogDb {
-    /// An upper bound of [`Self::space`] that reads no database: the
-    /// high-water mark stands for the pages in use.
-    pub(crate) fn space_bound(&self) -> super::Space {
-        (self.env.with(|env, _| Ok(super::high_water(env)))).unwrap_or_default()
+    /// Opens (creating if needed) the log in `path`; `budget` is its quota
+    /// in bytes (the LMDB engine's map size). A directory holds the engine
+    /// it was created with: the other one is refused.
+    pub fn open(path: &Path, budget: usize, engine: LogEngine) -> Result<LogDb> {
+        let has = |file: &str| path.join(file).exists();
+        let wal_files = path.is_dir()
+            && std::fs::read_dir(path)?
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".wal"));
+        let found = match (has("data.mdb"), wal_files) {
+            (true, _) => Some(LogEngine::Lmdb),
+            (false, true) => Some(LogEngine::Wal),
+            (false, false) => None,
+        };
+        if found.is_some_and(|f| f != engine) {
+            return Err(Error::InvalidInput(format!(
+                "the raft log in {} was written by the {:?} engine, not {engine:?} \
+                 (--raft.logdb)",
+                path.display(),
+                found.unwrap()
+            )));
+        }
+        Ok(LogDb(match engine {
+            LogEngine::Lmdb => Engine::Lmdb(LmdbLog::open(path, budget)?),
+            LogEngine::Wal => Engine::Wal(Wal::open(path, budget)?),
+        }))
     }
 
-    /// How full the environment is.
-    pub fn space(&self) -> Result<super::Space> {
-        self.env
-            .with(|env, d| super::space(env, |t| Ok(vec![d.log.stat(t)?, d.state.stat(t)?])))
-    }
-
-    pub fn open(path: &Path, map_size: usize) -> Result<LogDb> {
-        let env = Defragmentable::open(path, map_size, 4, Durability::Full, Dbs::create)?;
-        Ok(LogDb { env })
-    }
-
-    /// The size of the environment's file.
-    pub(crate) fn disk_size(&self) -> u64 {
-        self.env.disk_size()
-    }
-
-    /// Swaps the environment for a compacted copy (see
-    /// [`Defragmentable::defragment`]); the file's size before and after.
-    pub fn defragment(&self) -> Result<(u64, u64)> {
-        self.env.defragment()
-    }
-
-    /// Appends (or overwrites) entries, and records the `state` values
-    /// given, and syncs them in one commit.
+    /// Appends (or overwrites from their first index on) entries, and
+    /// records the `state` values given, synced together.
     pub fn append(
         &self,
         entries: impl IntoIterator<Item = (u64, Vec<u8>)>,
         state: &[(&str, &[u8])],
     ) -> Result<()> {
-        self.env.with(|env, d| {
-            let mut wtxn = env.write_txn()?;
-            for (index, bytes) in entries {
-                d.log.put(&mut wtxn, &index_key(index), &bytes)?;
-            }
-            for (name, value) in state {
-                d.state.put(&mut wtxn, name, value)?;
-            }
-            wtxn.commit()?;
-            Ok(())
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.append(entries, state),
+            Engine::Wal(w) => w.append(entries, state),
+        }
     }
 
     /// Entries with `start <= index < end`, stopping once `max_bytes` of
@@ -97,77 +97,81 @@ impl LogDb {
         end: Option<u64>,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.env.with(|env, d| {
-            let rtxn = env.read_txn()?;
-            let lo = index_key(start);
-            let hi = end.map(index_key);
-            let upper = match &hi {
-                Some(hi) => Excluded(&hi[..]),
-                None => Unbounded,
-            };
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for item in d.log.range(&rtxn, &(Included(&lo[..]), upper))? {
-                let (k, v) = item?;
-                bytes += v.len();
-                if bytes > max_bytes && !out.is_empty() {
-                    break;
-                }
-                out.push((decode_index(k)?, v.to_vec()));
-            }
-            Ok(out)
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.entries(start, end, max_bytes),
+            Engine::Wal(w) => w.entries(start, end, max_bytes),
+        }
     }
 
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        self.env.with(|env, d| {
-            let rtxn = env.read_txn()?;
-            match d.log.last(&rtxn)? {
-                Some((k, v)) => Ok(Some((decode_index(k)?, v.to_vec()))),
-                None => Ok(None),
-            }
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.last(),
+            Engine::Wal(w) => w.last(),
+        }
     }
 
     /// Deletes entries with index >= `from`.
     pub fn truncate(&self, from: u64) -> Result<()> {
-        self.env.with(|env, d| {
-            let mut wtxn = env.write_txn()?;
-            let lo = index_key(from);
-            d.log
-                .delete_range(&mut wtxn, &(Included(&lo[..]), Unbounded))?;
-            wtxn.commit()?;
-            Ok(())
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.truncate(from),
+            Engine::Wal(w) => w.truncate(from),
+        }
     }
 
     /// Deletes entries with index <= `upto` and records `state` (the last
-    /// purged id) in the same commit.
+    /// purged id) in the same write.
     pub fn purge(&self, upto: u64, name: &str, state: &[u8]) -> Result<()> {
-        self.env.with(|env, d| {
-            let mut wtxn = env.write_txn()?;
-            let hi = index_key(upto);
-            d.state.put(&mut wtxn, name, state)?;
-            d.log
-                .delete_range(&mut wtxn, &(Unbounded, Included(&hi[..])))?;
-            wtxn.commit()?;
-            Ok(())
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.purge(upto, name, state),
+            Engine::Wal(w) => w.purge(upto, name, state),
+        }
     }
 
     pub(crate) fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.env.with(|env, d| {
-            let rtxn = env.read_txn()?;
-            Ok(d.state.get(&rtxn, name)?.map(<[u8]>::to_vec))
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.get_state(name),
+            Engine::Wal(w) => w.get_state(name),
+        }
     }
 
     pub(crate) fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.env.with(|env, d| {
-            let mut wtxn = env.write_txn()?;
-            d.state.put(&mut wtxn, name, value)?;
-            wtxn.commit()?;
-            Ok(())
-        })
+        match &self.0 {
+            Engine::Lmdb(l) => l.put_state(name, value),
+            Engine::Wal(w) => w.put_state(name, value),
+        }
+    }
+
+    /// An upper bound of [`Self::space`] that is cheap to compute.
+    pub(crate) fn space_bound(&self) -> Space {
+        match &self.0 {
+            Engine::Lmdb(l) => l.space_bound(),
+            Engine::Wal(w) => w.space(),
+        }
+    }
+
+    /// How full the log is against its budget.
+    pub fn space(&self) -> Result<Space> {
+        match &self.0 {
+            Engine::Lmdb(l) => l.space(),
+            Engine::Wal(w) => Ok(w.space()),
+        }
+    }
+
+    /// The size of the log's files.
+    pub(crate) fn disk_size(&self) -> u64 {
+        match &self.0 {
+            Engine::Lmdb(l) => l.disk_size(),
+            Engine::Wal(w) => w.disk_size(),
+        }
+    }
+
+    /// Gives the pages the log no longer uses back to the file system
+    /// (LMDB's compacted copy; a WAL frees whole segments at each purge and
+    /// has nothing more to give); the size before and after.
+    pub fn defragment(&self) -> Result<(u64, u64)> {
+        match &self.0 {
+            Engine::Lmdb(l) => l.defragment(),
+            Engine::Wal(w) => Ok((w.disk_size(), w.disk_size())),
+        }
     }
 }

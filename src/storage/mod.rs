@@ -20,6 +20,7 @@
 //! single write transaction that the caller commits, so data, revision state
 //! and the last applied log id land together.
 
+pub(crate) mod boot_marker;
 pub mod defrag;
 pub mod keys;
 pub mod log;
@@ -39,10 +40,15 @@ pub enum Durability {
     /// Data and meta page are fsynced at every commit: a commit is durable
     /// when it returns. The Raft log needs this (an acknowledged entry).
     Full,
-    /// LMDB's `NOMETASYNC`: one fsync per commit instead of two. An OS crash
-    /// may undo the last commit but never corrupts the environment. Fine for
-    /// a state machine whose entries the Raft log replays after a restart.
-    Replayable,
+    /// LMDB's `NOSYNC`: a commit reaches the page cache only, so it
+    /// survives the process's crash but not the machine's, which may even
+    /// tear the environment. The environment is synced before it is copied
+    /// and when it closes, and its directory's [`boot_marker`] tells whether
+    /// an OS crash came in between: then it is discarded at open (see
+    /// [`defrag::Defragmentable::discarded`]) and its owner rebuilds it. For
+    /// a state machine, whose snapshot and Raft log are durable: the log is
+    /// a write's only fsync.
+    Deferred,
 }
 
 /// Opens (creating if needed) an environment directory. Read transactions
@@ -59,9 +65,10 @@ pub(crate) fn open_env(
         .map_size(map_size)
         .max_dbs(max_dbs)
         .max_readers(1024);
-    if durability == Durability::Replayable {
-        // SAFETY: NO_META_SYNC keeps LMDB's integrity guarantees (see above).
-        unsafe { options.flags(heed::EnvFlags::NO_META_SYNC) };
+    if durability == Durability::Deferred {
+        // SAFETY: what an OS crash may tear is detected and rebuilt (see
+        // `Durability::Deferred`).
+        unsafe { options.flags(heed::EnvFlags::NO_SYNC) };
     }
     // SAFETY: each environment path is opened once per process (heed refuses a
     // second open), and nothing else maps these files.

@@ -83,13 +83,20 @@ pub struct MvccDb {
 
 impl MvccDb {
     pub fn open(path: &Path, map_size: usize) -> Result<MvccDb> {
-        let env = Defragmentable::open(path, map_size, 8, Durability::Replayable, Dbs::create)?;
+        let env = Defragmentable::open(path, map_size, 8, Durability::Deferred, Dbs::create)?;
         Ok(MvccDb { env })
     }
 
     /// The size of the environment's file.
     pub(crate) fn disk_size(&self) -> u64 {
         self.env.disk_size()
+    }
+
+    /// True if the store found at open was discarded because an OS crash
+    /// may have torn it (its commits are not synced one by one): this one
+    /// is empty and the caller rebuilds it.
+    pub(crate) fn discarded(&self) -> bool {
+        self.env.discarded()
     }
 
     /// etcd's defrag: swaps the environment for a compacted copy (see
@@ -142,9 +149,8 @@ impl MvccDb {
     /// Writes a consistent copy of the environment to `path`.
     pub(crate) fn copy_to(&self, path: &Path) -> Result<()> {
         self.env.with(|env, _| {
-            // Commits are `Replayable`: make everything up to the copy
-            // durable here, because the Raft log before a snapshot may be
-            // purged.
+            // Commits are `Deferred`; syncing here bounds what the page
+            // cache holds unsynced (the copy itself is complete anyway).
             env.force_sync()?;
             let _ = std::fs::remove_file(path);
             let file = env.copy_to_path(path, CompactionOption::Enabled)?;
