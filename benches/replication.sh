@@ -9,13 +9,16 @@
 #   RATES=500 RUNS=1 benches/replication.sh
 #
 # Knobs: RATES, RUNS, SECONDS_PER_RUN, PRELOAD (keys of 2 KiB for the
-# snapshot measurement, default 25000 ≈ 50 MB), BUILD (0: skip cargo).
+# snapshot measurement, default 25000 ≈ 50 MB), BUILD (0: skip cargo),
+# SATURATE (clients of a put load on the leader during every lag run, 0:
+# none; 64 saturates a single-node leader on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES=${RATES:-"100 1000"}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 PRELOAD=${PRELOAD:-25000}
+SATURATE=${SATURATE:-0}
 BUILD=${BUILD:-1}
 log() { echo "== $*" >&2; }
 
@@ -51,14 +54,23 @@ done
 declare -A P50 P99
 for rate in $RATES; do
     for run in $(seq "$RUNS"); do
+        LOAD_PID=""
+        if ((SATURATE > 0)); then
+            "$LOADGEN" --endpoint "http://127.0.0.1:$LAPI" --workload put --clients "$SATURATE" \
+                --conns 4 --total 100000000 --key-space 100000 --val-size 256 >/dev/null 2>&1 &
+            LOAD_PID=$!
+            PIDS+=("$LOAD_PID")
+        fi
         line=$("$LAG" --leader "http://127.0.0.1:$LAPI" --follower "http://127.0.0.1:$FAPI" \
             --rate "$rate" --seconds "$SECONDS_PER_RUN" | tee /dev/stderr | grep '^{')
+        [[ -z $LOAD_PID ]] || { kill -KILL "$LOAD_PID"; wait "$LOAD_PID" 2>/dev/null || true; }
         P50[$rate]+="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["p50_ms"])' "$line") "
         P99[$rate]+="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["p99_ms"])' "$line") "
     done
 done
 median() { python3 -c 'import statistics,sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' "$@"; }
 echo
+((SATURATE == 0)) || echo "(a put load of $SATURATE clients on the leader during every lag run)"
 echo "| writes/s | lag p50 ms (median of $RUNS) | lag p99 ms (median of $RUNS) | runs p50 | runs p99 |"
 echo "|---:|---:|---:|---|---|"
 for rate in $RATES; do
