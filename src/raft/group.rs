@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::RaftError;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::lease::lessor::Lessor;
@@ -21,6 +20,7 @@ use super::lease::{LeaseAnswer, LeaseCounts, LeaseQuery};
 use super::log_store::LogStore;
 use super::network::{CallError, Network, Peers, Remote, Rpc, FORWARD_TIMEOUT};
 use super::proposer::{ProposeError, Proposer};
+use super::read_index::ReadIndex;
 use super::state_machine::{Exported, Shared, StateMachine};
 use super::{blocking, client_blocking, LogId, NodeId, Raft, StoredMembership};
 use crate::error::{Error, EtcdError, Result};
@@ -41,7 +41,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How long a proposal or a ReadIndex round may wait for a quorum (etcd:
 /// 5 s plus two election timeouts) before `etcdserver: request timed out`.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
+pub(super) const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// How a group is laid out and tuned; built by the server from the flags.
 #[derive(Clone, Debug)]
@@ -150,6 +150,7 @@ pub struct RaftGroup {
     peers: Arc<Peers>,
     raft: Raft,
     proposer: Proposer,
+    read_index: Arc<ReadIndex>,
     sm: Arc<Shared>,
     log: Arc<LogDb>,
     /// Opened without `initialize` for a group another node seeded: its
@@ -260,6 +261,7 @@ impl RaftGroup {
             node_id: cfg.node_id,
             peers,
             proposer: Proposer::spawn(raft.clone(), cfg.max_pending_proposals),
+            read_index: ReadIndex::new(raft.clone()),
             raft,
             sm: shared,
             log,
@@ -536,30 +538,10 @@ impl RaftGroup {
     }
 
     /// The raft leader's half of ReadIndex: confirms leadership with a
-    /// quorum and returns the log index a linearizable read must wait for.
+    /// quorum (in a round shared with the reads waiting at the same time)
+    /// and returns the log index a linearizable read must wait for.
     pub(crate) async fn read_index_as_leader(&self) -> Result<u64> {
-        use openraft::error::CheckIsLeaderError;
-        // One round is a heartbeat to every voter, waited on for one
-        // heartbeat interval; a slow reply from one peer fails the round
-        // although the leader is fine. Retry until the proposal timeout.
-        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
-        loop {
-            let round = tokio::time::timeout_at(deadline, self.raft.get_read_log_id())
-                .await
-                .map_err(|_| Error::from(EtcdError::Timeout))?;
-            match round {
-                Ok((read_log_id, _)) => return Ok(read_log_id.map_or(0, |l| l.index)),
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))
-                    if tokio::time::Instant::now() < deadline => {}
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                    return Err(EtcdError::Timeout.into())
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                    return Err(EtcdError::LeaderChanged.into())
-                }
-                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped.into()),
-            }
-        }
+        self.read_index.read_index().await
     }
 
     /// Asks the raft leader about a lease (keep-alive, TimeToLive); it is

@@ -19,6 +19,7 @@ pub mod lease;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+mod read_index;
 pub mod registry;
 pub mod space;
 pub mod state_machine;
