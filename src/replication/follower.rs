@@ -384,15 +384,20 @@ impl Follower {
         let mut renewed = Instant::now();
         let mut heard = Instant::now();
         let mut caught_up_at = Instant::now();
+        // A message that arrived while others were coalesced, not yet handled.
+        let mut arrived = None;
         loop {
             // Renew the lease on time even while the stream is idle (the
             // leader may send nothing for seconds), or another node would
             // take the table over while this one still tails it.
             let renew_at = renewed + self.cfg.lease_interval / 3;
             let silent_until = heard + self.cfg.log_rpc_timeout;
-            let next = tokio::select! {
-                m = stream.message() => Some(m),
-                _ = tokio::time::sleep_until(renew_at.min(silent_until).into()) => None,
+            let next = match arrived.take() {
+                Some(m) => Some(m),
+                None => tokio::select! {
+                    m = stream.message() => Some(m),
+                    _ = tokio::time::sleep_until(renew_at.min(silent_until).into()) => None,
+                },
             };
             let Some(next) = next else {
                 if Instant::now() >= silent_until {
@@ -409,7 +414,7 @@ impl Follower {
                 continue;
             };
             heard = Instant::now();
-            let msg: ReplicateResponse = match next {
+            let mut msg: ReplicateResponse = match next {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return Err(Error::Upstream("Log.Replicate stream ended".into())),
                 Err(status) => return Err(Error::Upstream(format!("Log.Replicate: {status}"))),
@@ -441,6 +446,7 @@ impl Follower {
                 }
                 _ => {}
             }
+            coalesce(&mut stream, &mut msg, &mut arrived);
             let entries = (msg.entries.into_iter())
                 .map(entry_from_wire)
                 .collect::<Result<Vec<_>>>()?;
@@ -667,6 +673,38 @@ impl Follower {
 /// AppendEntries' byte budget (at least one leader entry each): a raft
 /// entry must reach the table's raft followers within one heartbeat, and a
 /// leader message can be megabytes.
+/// Appends to `msg` the plain messages of its epoch that already arrived
+/// (up to one raft entry's budget), so that a follower behind its leader
+/// applies many small leader batches in one raft write instead of one
+/// write each; the first message that cannot join is left in `arrived`.
+fn coalesce(
+    stream: &mut tonic::Streaming<ReplicateResponse>,
+    msg: &mut ReplicateResponse,
+    arrived: &mut Option<std::result::Result<Option<ReplicateResponse>, Status>>,
+) {
+    use futures::FutureExt;
+    use prost::Message;
+    let budget = crate::raft::network::APPEND_BUDGET as usize;
+    let mut bytes: usize = msg.entries.iter().map(Message::encoded_len).sum();
+    while bytes < budget {
+        let Some(next) = stream.message().now_or_never() else {
+            return;
+        };
+        match next {
+            Ok(Some(more)) if more.signal == Signal::None as i32 && more.epoch == msg.epoch => {
+                bytes += more.entries.iter().map(Message::encoded_len).sum::<usize>();
+                msg.entries.extend(more.entries);
+                msg.sent_through = msg.sent_through.max(more.sent_through);
+                msg.last_index = msg.last_index.max(more.last_index);
+            }
+            other => {
+                *arrived = Some(other);
+                return;
+            }
+        }
+    }
+}
+
 fn raft_sized(entries: Vec<ReplicatedEntry>) -> Vec<Vec<ReplicatedEntry>> {
     let budget = crate::raft::network::APPEND_BUDGET as usize;
     let mut out: Vec<Vec<ReplicatedEntry>> = Vec::new();
