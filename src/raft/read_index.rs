@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::sync::oneshot;
 
@@ -20,8 +21,11 @@ use crate::error::{EtcdError, Result};
 
 type Answer = std::result::Result<u64, EtcdError>;
 
+/// Starts one round.
+type Round = Box<dyn Fn() -> BoxFuture<'static, Answer> + Send + Sync>;
+
 pub(crate) struct ReadIndex {
-    raft: Raft,
+    round: Round,
     state: Mutex<State>,
 }
 
@@ -34,9 +38,17 @@ struct State {
 }
 
 impl ReadIndex {
+    /// Batches the ReadIndex rounds of `raft`.
     pub fn new(raft: Raft) -> Arc<ReadIndex> {
+        Self::with_round(Box::new(move || {
+            let raft = raft.clone();
+            Box::pin(async move { round(&raft).await })
+        }))
+    }
+
+    fn with_round(round: Round) -> Arc<ReadIndex> {
         Arc::new(ReadIndex {
-            raft,
+            round,
             state: Mutex::default(),
         })
     }
@@ -70,7 +82,7 @@ impl ReadIndex {
                 }
                 std::mem::take(&mut state.waiting)
             };
-            let answer = round(&self.raft).await;
+            let answer = (self.round)().await;
             for tx in batch {
                 let _ = tx.send(answer);
             }
@@ -99,5 +111,53 @@ async fn round(raft: &Raft) -> Answer {
             }
             Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Reads waiting together share a round; a read that arrives during a
+    /// round is answered by the next one, never by the one in flight.
+    #[tokio::test]
+    async fn a_read_is_answered_by_a_round_that_started_after_it() {
+        let rounds = Arc::new(AtomicU64::new(0));
+        // Each round returns its number once the test lets it finish.
+        let gate = Arc::new(Semaphore::new(0));
+        let (r, g) = (rounds.clone(), gate.clone());
+        let batcher = ReadIndex::with_round(Box::new(move || {
+            let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+            let g = g.clone();
+            Box::pin(async move {
+                g.acquire().await.unwrap().forget();
+                Ok(n)
+            })
+        }));
+        let read = |b: &Arc<ReadIndex>| {
+            let b = b.clone();
+            tokio::spawn(async move { b.read_index().await.unwrap() })
+        };
+        let first: Vec<_> = (0..10).map(|_| read(&batcher)).collect();
+        while rounds.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Round 1 is in flight with the first reads; these wait for round 2.
+        let second: Vec<_> = (0..5).map(|_| read(&batcher)).collect();
+        while batcher.state.lock().unwrap().waiting.len() < 5 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(2);
+        for r in first {
+            assert_eq!(r.await.unwrap(), 1);
+        }
+        for r in second {
+            assert_eq!(r.await.unwrap(), 2);
+        }
+        assert_eq!(rounds.load(Ordering::SeqCst), 2, "15 reads, 2 rounds");
     }
 }
