@@ -101,23 +101,10 @@ async fn acknowledged_writes_survive_a_simulated_os_crash() {
     ];
     let mut server = Server::start(dir.path(), ports, &flags);
     let ch = server.ready().await;
-    let mut kv = KvClient::new(ch.clone());
     let mut acked = Vec::new();
     for i in 0..450 {
         let (key, value) = (format!("k/{i:06}"), format!("v{i}"));
-        let req = PutRequest {
-            key: key.clone().into(),
-            value: value.clone().into(),
-            ..Default::default()
-        };
-        let revision = kv
-            .put(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .header
-            .unwrap()
-            .revision;
+        let revision = common::replication::put(&ch, "default", &key, &value).await;
         acked.push((key, value, revision));
     }
     server.kill9();

@@ -60,18 +60,9 @@ fn initial_members() {
     assert!(tls.unwrap_err().to_string().contains("/nonexistent.pem"));
 }
 
-fn leader_config(extra: &[&str]) -> Result<NodeConfig> {
-    let mut argv = vec!["armada", "leader"];
-    argv.extend(extra);
-    let Command::Leader(args) = Cli::try_parse_from(argv).unwrap().command else {
-        panic!("leader")
-    };
-    args.node_config()
-}
-
 #[test]
 fn tls_flags_must_agree_with_the_address() {
-    let err = |extra: &[&str]| leader_config(extra).unwrap_err().to_string();
+    let err = |extra: &[&str]| leader(extra).unwrap_err().to_string();
     let api_certs = ["--api.cert-filename=/c.pem", "--api.key-filename=/k.pem"];
     let e = err(&[&["--api.address=http://127.0.0.1:2379"], &api_certs[..]].concat());
     assert!(
@@ -117,7 +108,7 @@ fn https_api_address_serves_tls_and_advertises_https() {
     std::fs::write(&k, key.serialize_pem()).unwrap();
     let cert_flag = format!("--api.cert-filename={}", c.display());
     let key_flag = format!("--api.key-filename={}", k.display());
-    let cfg = leader_config(&[
+    let cfg = leader(&[
         "--api.address=https://127.0.0.1:2379",
         &cert_flag,
         &key_flag,
@@ -126,15 +117,15 @@ fn https_api_address_serves_tls_and_advertises_https() {
     assert!(cfg.api_tls.is_some() && cfg.rest_tls.is_none() && cfg.raft_tls.is_none());
     assert_eq!(cfg.api_advertise, "https://127.0.0.1:2379");
     // A bare host:port follows the certificate flags, as before TLS.
-    let cfg = leader_config(&["--api.address=127.0.0.1:2379", &cert_flag, &key_flag]).unwrap();
+    let cfg = leader(&["--api.address=127.0.0.1:2379", &cert_flag, &key_flag]).unwrap();
     assert!(cfg.api_tls.is_some());
-    let plain = leader_config(&[]).unwrap();
+    let plain = leader(&[]).unwrap();
     assert!(plain.api_tls.is_none() && plain.registry.peer_tls.is_none());
     assert_eq!(plain.api_advertise, "http://127.0.0.1:2379");
     // A key that is not the certificate's is refused at start.
     let other = rcgen::KeyPair::generate().unwrap();
     std::fs::write(&k, other.serialize_pem()).unwrap();
-    let e = leader_config(&[
+    let e = leader(&[
         "--api.address=https://127.0.0.1:2379",
         &cert_flag,
         &key_flag,

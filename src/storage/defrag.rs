@@ -55,10 +55,7 @@ impl<D: Copy> Defragmentable<D> {
         databases: fn(&LmdbEnv) -> Result<D>,
     ) -> Result<Self> {
         // A copy that a crash interrupted before its rename.
-        match std::fs::remove_file(path.join(COPY_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        remove_if_present(&path.join(COPY_FILE))?;
         let deferred = durability == Durability::Deferred;
         let discarded = deferred && boot_marker::may_be_torn(path)?;
         if discarded {
@@ -67,12 +64,8 @@ impl<D: Copy> Defragmentable<D> {
                 "unsynced commits of an earlier boot: the environment is \
                  discarded (an OS crash may have torn it) and rebuilt"
             );
-            for file in [DATA_FILE, LOCK_FILE] {
-                match std::fs::remove_file(path.join(file)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                }
-            }
+            remove_if_present(&path.join(DATA_FILE))?;
+            remove_if_present(&path.join(LOCK_FILE))?;
         }
         let env = open_env(path, map_size, max_dbs, durability)?;
         if deferred {
@@ -189,6 +182,13 @@ impl<D: Copy> Drop for Defragmentable<D> {
                 let _ = boot_marker::mark_clean(&self.path);
             }
         }
+    }
+}
+
+fn remove_if_present(file: &Path) -> Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -39,6 +39,32 @@ impl FromStr for LogEngine {
     }
 }
 
+/// How many entries one read of at most `max_bytes` takes: as many as fit,
+/// and at least one however large (a lone entry must still be readable).
+struct ReadBudget {
+    max_bytes: usize,
+    taken: usize,
+    any: bool,
+}
+
+impl ReadBudget {
+    fn new(max_bytes: usize) -> ReadBudget {
+        ReadBudget {
+            max_bytes,
+            taken: 0,
+            any: false,
+        }
+    }
+
+    /// Whether an entry of `len` bytes joins the read (then it counts).
+    fn admits(&mut self, len: usize) -> bool {
+        self.taken = self.taken.saturating_add(len);
+        let admitted = !self.any || self.taken <= self.max_bytes;
+        self.any = true;
+        admitted
+    }
+}
+
 /// A table's Raft log, on either engine.
 pub struct LogDb(Engine);
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use heed::types::{Bytes, Str};
 use heed::Database;
 
+use super::ReadBudget;
 use crate::error::{Error, Result};
 use crate::storage::defrag::Defragmentable;
 use crate::storage::keys::index_key;
@@ -107,11 +108,10 @@ impl LmdbLog {
                 None => Unbounded,
             };
             let mut out = Vec::new();
-            let mut bytes = 0;
+            let mut budget = ReadBudget::new(max_bytes);
             for item in d.log.range(&rtxn, &(Included(&lo[..]), upper))? {
                 let (k, v) = item?;
-                bytes += v.len();
-                if bytes > max_bytes && !out.is_empty() {
+                if !budget.admits(v.len()) {
                     break;
                 }
                 out.push((decode_index(k)?, v.to_vec()));

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::ReadBudget;
 use crate::error::{Error, Result};
 
 const HEADER: usize = 8;
@@ -121,6 +122,14 @@ impl Index {
     fn loc(&self, index: u64) -> Option<Loc> {
         let i = index.checked_sub(self.first)?;
         self.entries.get(i as usize).copied()
+    }
+
+    /// Records how far `w` has written its segment, and the highest entry
+    /// index it put there.
+    fn wrote(&mut self, w: &Writer, last_index: Option<u64>) {
+        let segment = self.segments.get_mut(&w.seq).expect("the written segment");
+        segment.written = w.tail;
+        segment.last_index = segment.last_index.max(last_index.unwrap_or(0));
     }
 
     fn file(&self, seq: u64) -> Result<Arc<File>> {
@@ -267,49 +276,34 @@ impl Wal {
                 },
             );
         }
-        let wal = match seqs.last() {
-            Some(&seq) => {
-                let file = index.segments[&seq].file.clone();
-                let next = Some(prepare_in_background(dir, seq + 1, segment_bytes));
-                Wal {
-                    dir: dir.to_path_buf(),
-                    segment_bytes,
-                    budget: budget as u64,
-                    writer: Mutex::new(Writer {
-                        seq,
-                        file,
-                        tail,
-                        next,
-                    }),
-                    index: RwLock::new(index),
-                }
-            }
+        let seq = match seqs.last() {
+            Some(&seq) => seq,
             None => {
                 let file = prepare(dir, 1, segment_bytes)?;
-                let (file, tail) = Self::install_segment(dir, 1, file, &Index::default())?;
-                index.segments.insert(
-                    1,
-                    Segment {
-                        file: file.clone(),
-                        written: tail,
-                        last_index: 0,
-                    },
-                );
-                Wal {
-                    dir: dir.to_path_buf(),
-                    segment_bytes,
-                    budget: budget as u64,
-                    writer: Mutex::new(Writer {
-                        seq: 1,
-                        file,
-                        tail,
-                        next: Some(prepare_in_background(dir, 2, segment_bytes)),
-                    }),
-                    index: RwLock::new(index),
-                }
+                let (file, written) = Self::install_segment(dir, 1, file, &index)?;
+                let segment = Segment {
+                    file,
+                    written,
+                    last_index: 0,
+                };
+                index.segments.insert(1, segment);
+                tail = written;
+                1
             }
         };
-        Ok(wal)
+        let writer = Writer {
+            seq,
+            file: index.segments[&seq].file.clone(),
+            tail,
+            next: Some(prepare_in_background(dir, seq + 1, segment_bytes)),
+        };
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            budget: budget as u64,
+            writer: Mutex::new(writer),
+            index: RwLock::new(index),
+        })
     }
 
     /// Puts segment `seq`, prepared as `file`, in place, durably, starting
@@ -340,39 +334,44 @@ impl Wal {
     /// segment and offset written at.
     fn write(&self, w: &mut Writer, buf: &[u8]) -> Result<(u64, u64)> {
         if w.tail + buf.len() as u64 > self.segment_bytes && w.tail > 0 {
-            let seq = w.seq + 1;
-            let prepared = match w.next.take().map(|t| t.join()) {
-                Some(Ok(Ok(file))) => file,
-                Some(Ok(Err(e))) => return Err(e),
-                // The preparing thread panicked: prepare here.
-                Some(Err(_)) | None => prepare(&self.dir, seq, self.segment_bytes)?,
-            };
-            let (file, tail) = {
-                let index = self.index.read();
-                Self::install_segment(&self.dir, seq, prepared, &index)?
-            };
-            let segment = Segment {
-                file: file.clone(),
-                written: tail,
-                last_index: 0,
-            };
-            self.index.write().segments.insert(seq, segment);
-            *w = Writer {
-                seq,
-                file,
-                tail,
-                next: Some(prepare_in_background(
-                    &self.dir,
-                    seq + 1,
-                    self.segment_bytes,
-                )),
-            };
+            self.roll(w)?;
         }
         w.file.write_all_at(buf, w.tail)?;
         w.file.sync_data()?;
         let at = w.tail;
         w.tail += buf.len() as u64;
         Ok((w.seq, at))
+    }
+
+    /// Makes the next segment (prepared in the background) the one written.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let seq = w.seq + 1;
+        let prepared = match w.next.take().map(|t| t.join()) {
+            Some(Ok(prepared)) => prepared?,
+            // The preparing thread panicked: prepare here.
+            Some(Err(_)) | None => prepare(&self.dir, seq, self.segment_bytes)?,
+        };
+        let (file, tail) = {
+            let index = self.index.read();
+            Self::install_segment(&self.dir, seq, prepared, &index)?
+        };
+        let segment = Segment {
+            file: file.clone(),
+            written: tail,
+            last_index: 0,
+        };
+        self.index.write().segments.insert(seq, segment);
+        *w = Writer {
+            seq,
+            file,
+            tail,
+            next: Some(prepare_in_background(
+                &self.dir,
+                seq + 1,
+                self.segment_bytes,
+            )),
+        };
+        Ok(())
     }
 
     /// Appends (or overwrites from their first index on) entries, and
@@ -410,11 +409,7 @@ impl Wal {
         for (name, value) in state {
             index.state.insert(name.to_string(), value.to_vec());
         }
-        let segment = index.segments.get_mut(&seq).expect("the written segment");
-        segment.written = w.tail;
-        if let Some(&(i, _, _)) = placed.iter().max_by_key(|p| p.0) {
-            segment.last_index = segment.last_index.max(i);
-        }
+        index.wrote(&w, placed.iter().map(|p| p.0).max());
         Ok(())
     }
 
@@ -429,12 +424,11 @@ impl Wal {
         let wanted = {
             let index = self.index.read();
             let mut wanted = Vec::new();
-            let mut bytes = 0;
+            let mut budget = ReadBudget::new(max_bytes);
             let mut i = start.max(index.first);
             while end.is_none_or(|e| i < e) {
                 let Some(loc) = index.loc(i) else { break };
-                bytes += loc.len as usize;
-                if bytes > max_bytes && !wanted.is_empty() {
+                if !budget.admits(loc.len as usize) {
                     break;
                 }
                 wanted.push((i, loc, index.file(loc.seq)?));
@@ -476,8 +470,7 @@ impl Wal {
         self.write(&mut w, &buf)?;
         let mut index = self.index.write();
         index.truncate(from);
-        let seq = w.seq;
-        (index.segments.get_mut(&seq).expect("the written segment")).written = w.tail;
+        index.wrote(&w, None);
         Ok(())
     }
 
@@ -493,12 +486,8 @@ impl Wal {
         let mut index = self.index.write();
         index.state.insert(name.to_string(), state.to_vec());
         index.purge(upto);
+        index.wrote(&w, None);
         let current = w.seq;
-        (index
-            .segments
-            .get_mut(&current)
-            .expect("the written segment"))
-        .written = w.tail;
         // Oldest first: a later segment's checkpoint holds the state an
         // older one recorded.
         while let Some((&seq, segment)) = index.segments.first_key_value() {
