@@ -669,10 +669,6 @@ impl Follower {
     }
 }
 
-/// Splits a leader message's entries into raft entries of about one
-/// AppendEntries' byte budget (at least one leader entry each): a raft
-/// entry must reach the table's raft followers within one heartbeat, and a
-/// leader message can be megabytes.
 /// Appends to `msg` the plain messages of its epoch that already arrived
 /// (up to one raft entry's budget), so that a follower behind its leader
 /// applies many small leader batches in one raft write instead of one
@@ -705,6 +701,10 @@ fn coalesce(
     }
 }
 
+/// Splits a leader message's entries into raft entries of about one
+/// AppendEntries' byte budget (at least one leader entry each): a raft
+/// entry must reach the table's raft followers within one heartbeat, and a
+/// leader message can be megabytes.
 fn raft_sized(entries: Vec<ReplicatedEntry>) -> Vec<Vec<ReplicatedEntry>> {
     let budget = crate::raft::network::APPEND_BUDGET as usize;
     let mut out: Vec<Vec<ReplicatedEntry>> = Vec::new();
